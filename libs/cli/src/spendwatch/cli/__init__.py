@@ -1,0 +1,1 @@
+"""The spendwatch command line."""

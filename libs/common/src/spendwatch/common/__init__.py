@@ -1,0 +1,1 @@
+"""Shared contracts and infrastructure for spendwatch services."""

@@ -1,0 +1,32 @@
+"""The v1 wire contracts: frozen pydantic models, one per event type."""
+
+from spendwatch.common.events.base import Event, utc_now
+from spendwatch.common.events.usage import (
+    DailyUsageRow,
+    DailyUsageSnapshotV1,
+    Group,
+    Member,
+    MemberSpend,
+    Provider,
+    RosterSnapshotV1,
+    SpendSnapshotV1,
+    UsageCommittedV1,
+    UsageRecordedV1,
+    UserDay,
+)
+
+__all__ = [
+    "DailyUsageRow",
+    "DailyUsageSnapshotV1",
+    "Event",
+    "Group",
+    "Member",
+    "MemberSpend",
+    "Provider",
+    "RosterSnapshotV1",
+    "SpendSnapshotV1",
+    "UsageCommittedV1",
+    "UsageRecordedV1",
+    "UserDay",
+    "utc_now",
+]

@@ -1,0 +1,1 @@
+"""spendwatch collector service."""

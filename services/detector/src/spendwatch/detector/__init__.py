@@ -1,0 +1,1 @@
+"""spendwatch detector service."""
