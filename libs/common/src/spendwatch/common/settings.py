@@ -15,7 +15,10 @@ LOCAL_NATS_URL = "nats://127.0.0.1:4222"
 class BaseServiceSettings(BaseSettings):
     """Settings every spendwatch process reads: where the database and the bus are, logging."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # An empty variable (`NAME=` in .env, `${NAME:-}` in compose) means "not set".
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     database_url: SecretStr = Field(
         default=SecretStr(LOCAL_DATABASE_URL), validation_alias="DATABASE_URL"

@@ -1,0 +1,5 @@
+"""`python -m spendwatch.collector`."""
+
+from spendwatch.collector.main import main
+
+main()
