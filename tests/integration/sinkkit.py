@@ -73,7 +73,9 @@ async def assert_exact(pool: asyncpg.Pool, events: list[UsageRecordedV1]) -> Non
     assert await pool.fetchval("SELECT count(*) FROM usage_events") == len(unique)
     expected_total = sum(e.cost_micros for e in unique.values())
     assert await pool.fetchval("SELECT sum(cost_micros) FROM usage_events") == expected_total
-    assert await pool.fetchval("SELECT sum(cost_micros) FROM usage_daily_user_model") == expected_total
+    assert (
+        await pool.fetchval("SELECT sum(cost_micros) FROM usage_daily_user_model") == expected_total
+    )
     assert await pool.fetchval("SELECT sum(events) FROM usage_daily_user_model") == len(unique)
     expected: dict[tuple[str, str, str], tuple[int, int]] = {}
     for e in unique.values():

@@ -17,7 +17,7 @@ from spendwatch.collector.sink import UsageSink, sink_consumer
 from spendwatch.common.db import create_pool
 from spendwatch.common.events import UsageCommittedV1
 from spendwatch.common.messaging import subjects
-from spendwatch.common.messaging.consumer import BatchHandler, ConsumerSpec
+from spendwatch.common.messaging.consumer import BatchHandler
 from spendwatch.common.testing import sample_usage_events
 from tests.integration.sinkkit import (
     assert_exact,
@@ -58,7 +58,7 @@ async def test_published_twice_with_crashes_and_naks_stores_each_event_once(
 ) -> None:
     events = list(sample_usage_events(10_000, seed=11))
     assert await publish_events(js, events) == 10_000
-    # Same events again under new message ids: past the duplicate window, only the DB can catch them.
+    # Same events, new message ids: as if past the dedup window, only the DB can catch them.
     assert await publish_events(js, events, id_prefix="replay:") == 10_000
 
     rng = random.Random(3)
@@ -152,8 +152,10 @@ async def test_invalid_payloads_go_to_the_dlq_with_a_reason_and_the_rest_is_stor
     reasons = {m.data: m.headers["Spendwatch-Dlq-Reason"] for m in parked if m.headers}
     assert "user_email: Field required" in reasons[json.dumps(missing_field).encode()]
     assert "cost_micros" in reasons[json.dumps(wrong_type).encode()]
-    assert "Invalid JSON" in reasons[b"\xff\xfe not json at all"] or "json" in reasons[
-        b"\xff\xfe not json at all"].lower()
+    assert (
+        "Invalid JSON" in reasons[b"\xff\xfe not json at all"]
+        or "json" in reasons[b"\xff\xfe not json at all"].lower()
+    )
     assert {m.subject for m in parked} == {f"dlq.{subject}", "dlq.usage.snapshots.v1.spend.cursor"}
     info = await js.stream_info("DLQ")
     assert info.state.messages == 4

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings
+
 from spendwatch.collector.settings import CollectorSettings
 from spendwatch.common.settings import BaseServiceSettings, MigrateSettings
 

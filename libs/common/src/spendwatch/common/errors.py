@@ -1,13 +1,13 @@
 """The spendwatch exception tree shared by all packages.
 
-    SpendwatchError
-    ├── ConfigError            settings are missing or invalid
-    ├── InvalidPayloadError    a message cannot be decoded or validated (goes to the DLQ)
-    ├── MessagingError         NATS is unreachable or refused an operation
-    ├── DatabaseError          PostgreSQL is unreachable or refused an operation
-    │   └── MigrationError     a migration failed; nothing after it was applied
-    └── LocalStackError        a local server (nats-server, PostgreSQL) could not start
-        └── PortInUseError     the port it needs is taken
+SpendwatchError
+├── ConfigError            settings are missing or invalid
+├── InvalidPayloadError    a message cannot be decoded or validated (goes to the DLQ)
+├── MessagingError         NATS is unreachable or refused an operation
+├── DatabaseError          PostgreSQL is unreachable or refused an operation
+│   └── MigrationError     a migration failed; nothing after it was applied
+└── LocalStackError        a local server (nats-server, PostgreSQL) could not start
+    └── PortInUseError     the port it needs is taken
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, what: str, log: Path, timeout: float) -> None:
+def _wait_listening(
+    proc: subprocess.Popen[bytes], port: int, what: str, log: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -94,9 +96,19 @@ class LocalNats:
         log_path = self.store_dir / "nats-server.log"
         self._log = log_path.open("ab")
         self._proc = subprocess.Popen(
-            [nats_server_binary(), "--jetstream", "--store_dir", str(self.store_dir),
-             "--addr", self.host, "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                nats_server_binary(),
+                "--jetstream",
+                "--store_dir",
+                str(self.store_dir),
+                "--addr",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # a terminal's Ctrl-C must not kill it before the services stop
         )
         _wait_listening(self._proc, self.port, "nats-server", log_path, timeout)
 
@@ -175,9 +187,20 @@ class LocalPostgres:
             if user:
                 _grant_path(pgdata, user)
             result = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                 "--encoding=UTF8", "--locale=C"],
-                user=user, capture_output=True, text=True, check=False,
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                user=user,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
                 raise LocalStackError(f"initdb failed: {result.stderr.strip()}")
@@ -185,12 +208,35 @@ class LocalPostgres:
             (pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a killed server
         log_path = self.data_dir / "postgres.log"
         self._log = log_path.open("ab")
-        args = [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(self.port),
-                "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={run_dir}",
-                "-c", "max_connections=200"]
+        args = [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(pgdata),
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={self.host}",
+            "-c",
+            f"unix_socket_directories={run_dir}",
+            "-c",
+            "max_connections=200",
+        ]
         if not self.durable:
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        self._proc = subprocess.Popen(args, user=user, stdout=self._log, stderr=subprocess.STDOUT)
+            args += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        self._proc = subprocess.Popen(
+            args,
+            user=user,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # a terminal's Ctrl-C must not kill it before the services stop
+        )
         _wait_listening(self._proc, self.port, "PostgreSQL", log_path, timeout)
         self._wait_ready(bin_dir, timeout)
 
@@ -211,8 +257,17 @@ class LocalPostgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ok = subprocess.run(
-                [str(bin_dir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", "postgres"],
-                capture_output=True, check=False,
+                [
+                    str(bin_dir / "pg_isready"),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
+                capture_output=True,
+                check=False,
             )
             if ok.returncode == 0:
                 return

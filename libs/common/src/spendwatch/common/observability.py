@@ -10,7 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
-async def start_metrics_server(port: int, healthy: HealthCheck, host: str = "0.0.0.0") -> web.AppRunner:
+async def start_metrics_server(
+    port: int, healthy: HealthCheck, host: str = "0.0.0.0"
+) -> web.AppRunner:
     """Serve /metrics and /healthz on `port`; the caller cleans up the returned runner."""
 
     async def metrics(_: web.Request) -> web.Response:

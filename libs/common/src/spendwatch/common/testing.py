@@ -30,7 +30,7 @@ def sample_usage_events(
     provider: str = "cursor",
 ) -> Iterator[UsageRecordedV1]:
     """`n` events spread over `days` days for `users` developers, deterministic per seed."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     end = end or datetime(2026, 11, 21, 18, tzinfo=UTC)
     emails = [f"dev{i:04d}@example.com" for i in range(users)]
     models = [m for m, _, _ in MODEL_MIX]
@@ -43,7 +43,7 @@ def sample_usage_events(
         charged = Decimal(str(round(cents[model] * rng.lognormvariate(0, 0.6), 5)))
         yield UsageRecordedV1(
             event_id=f"{provider}:{seed}:{i}",
-            provider=provider,  # type: ignore[arg-type]
+            provider=provider,
             account="team-1",
             occurred_at=occurred,
             user_email=rng.choice(emails),

@@ -50,7 +50,9 @@ def sort_batch(msgs: list[Msg]) -> SortedBatch:
             if tokens[:3] == ["usage", "events", "v1"] and len(tokens) == 4:
                 event = _EVENT.validate_json(msg.data)
                 if event.provider != tokens[3]:
-                    out.invalid.append((msg, f"provider {event.provider!r} != subject {tokens[3]!r}"))
+                    out.invalid.append(
+                        (msg, f"provider {event.provider!r} != subject {tokens[3]!r}")
+                    )
                     continue
                 out.events.append(event)
             elif tokens[:3] == ["usage", "snapshots", "v1"] and tokens[3] in _SNAPSHOT_BY_KIND:
@@ -80,15 +82,19 @@ def commit_notices(touched: list[TouchedKey], committed_at: datetime) -> list[Us
     for key in touched:
         by_provider[key.provider].append(key)
     return [
-        UsageCommittedV1.model_validate({
-            "commit_id": str(uuid.uuid4()),
-            "provider": provider,
-            "keys": [UserDay(user_email=k.user_email, day=k.day) for k in sorted(
-                keys, key=lambda k: (k.user_email, k.day))],
-            "earliest_occurred_at": min(k.earliest for k in keys),
-            "new_events": sum(k.events for k in keys),
-            "cost_micros": sum(k.cost_micros for k in keys),
-            "committed_at": committed_at,
-        })
+        UsageCommittedV1.model_validate(
+            {
+                "commit_id": str(uuid.uuid4()),
+                "provider": provider,
+                "keys": [
+                    UserDay(user_email=k.user_email, day=k.day)
+                    for k in sorted(keys, key=lambda k: (k.user_email, k.day))
+                ],
+                "earliest_occurred_at": min(k.earliest for k in keys),
+                "new_events": sum(k.events for k in keys),
+                "cost_micros": sum(k.cost_micros for k in keys),
+                "committed_at": committed_at,
+            }
+        )
         for provider, keys in sorted(by_provider.items())
     ]

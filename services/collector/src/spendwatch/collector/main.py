@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import asyncpg
 import uvloop
 from aiohttp import web
 from faststream import FastStream
+from faststream.nats import NatsBroker
 
 from spendwatch.collector.settings import CollectorSettings
 from spendwatch.collector.sink import UsageSink, sink_consumer
@@ -19,61 +21,65 @@ from spendwatch.common.observability import start_metrics_server
 log = get_logger("spendwatch.collector")
 
 
-def build_app(settings: CollectorSettings) -> FastStream:
-    """The collector app: the sink (and, from issue 3, the provider pollers)."""
-    broker = make_broker(settings, name="collector")
-    app = FastStream(broker, logger=log)
-    tasks: list[asyncio.Task[None]] = []
-    held: dict[str, object] = {}
+class Collector:
+    """What runs between start-up and shutdown: the sink's consumer, its outbox, /metrics."""
 
-    @app.after_startup
-    async def start() -> None:
-        js = broker.connection.jetstream()
+    def __init__(self, settings: CollectorSettings, broker: NatsBroker) -> None:
+        self._settings = settings
+        self._broker = broker
+        self._pool: asyncpg.Pool | None = None
+        self._consumer: BatchConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Streams, pool, outbox recovery, then consume."""
+        js = self._broker.connection.jetstream()
         await ensure_streams(js)
-        pool = await create_pool(settings.database_url.get_secret_value(), max_size=4)
-        sink = UsageSink(pool=pool, js=js, timezone=settings.team_timezone)
-        consumer = BatchConsumer(
-            js, sink_consumer(settings.sink_max_deliver), sink.handle,
-            batch_size=settings.sink_batch_size,
-        )
+        self._pool = await create_pool(self._settings.database_url.get_secret_value(), max_size=4)
+        sink = UsageSink(pool=self._pool, js=js, timezone=self._settings.team_timezone)
         await sink.republish_outbox(grace_seconds=0)  # notices stranded by a crash
-        tasks.extend([
-            asyncio.create_task(consumer.run(), name="sink"),
+        spec = sink_consumer(self._settings.sink_max_deliver, self._settings.sink_ack_wait_seconds)
+        self._consumer = BatchConsumer(
+            js, spec, sink.handle, batch_size=self._settings.sink_batch_size
+        )
+        self._tasks = [
+            asyncio.create_task(self._consumer.run(), name="sink"),
             asyncio.create_task(sink.run_outbox(), name="sink-outbox"),
-        ])
-        held.update(pool=pool, consumer=consumer)
-        if settings.metrics_port:
+        ]
+        if self._settings.metrics_port:
+            self._http = await start_metrics_server(self._settings.metrics_port, self.healthy)
+        log.info("service.ready", service="collector", consumer=spec.durable)
 
-            async def healthy() -> bool:
-                return broker.connection.is_connected and not any(t.done() for t in tasks)
+    async def healthy(self) -> bool:
+        """Connected to NATS and no background task has died."""
+        connected: bool = self._broker.connection.is_connected
+        return connected and not any(task.done() for task in self._tasks)
 
-            held["metrics"] = await start_metrics_server(settings.metrics_port, healthy)
-        log.info("service.ready", service="collector", sink=consumer_name())
-
-    @app.on_shutdown
-    async def stop() -> None:
-        consumer = held.get("consumer")
-        if isinstance(consumer, BatchConsumer):
-            consumer.stop()
-        for task in tasks:
+    async def stop(self) -> None:
+        """Finish the batch in hand, then release everything."""
+        if self._consumer:
+            self._consumer.stop()
+        for task in self._tasks:
             if task.get_name() != "sink":
                 task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
-        runner = held.get("metrics")
-        if isinstance(runner, web.AppRunner):
-            await runner.cleanup()
-        pool = held.get("pool")
-        if pool is not None:
-            await pool.close()  # type: ignore[attr-defined]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 15)
+        if self._http:
+            await self._http.cleanup()
+        if self._pool:
+            await self._pool.close()
         log.info("service.stopped", service="collector")
 
+
+def build_app(settings: CollectorSettings) -> FastStream:
+    """The collector app: the sink now; the provider pollers arrive with issue 3."""
+    broker = make_broker(settings, name="collector")
+    collector = Collector(settings, broker)
+    app = FastStream(broker, logger=log)
+    app.after_startup(collector.start)
+    app.on_shutdown(collector.stop)
     return app
-
-
-def consumer_name() -> str:
-    """The sink's durable consumer name, for logs."""
-    return sink_consumer().durable
 
 
 def main() -> None:

@@ -8,20 +8,21 @@ EVENTS_RECEIVED = Counter(
     "spendwatch_sink_events_received_total", "Usage events the sink received", ["provider"]
 )
 EVENTS_INGESTED = Counter(
-    "spendwatch_sink_events_ingested_total", "Usage events that were new and are now stored",
+    "spendwatch_sink_events_ingested_total",
+    "Usage events that were new and are now stored",
     ["provider"],
 )
-SNAPSHOTS_STORED = Counter(
-    "spendwatch_sink_snapshots_total", "Snapshot messages stored", ["kind"]
-)
+SNAPSHOTS_STORED = Counter("spendwatch_sink_snapshots_total", "Snapshot messages stored", ["kind"])
 DEAD_LETTERED = Counter(
     "spendwatch_dlq_messages_total", "Messages sent to the dead-letter stream", ["service"]
 )
 BATCH_SECONDS = Histogram(
-    "spendwatch_sink_batch_seconds", "Time to store one batch, from fetch to ack",
+    "spendwatch_sink_batch_seconds",
+    "Time to store one batch, from fetch to ack",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 CONSUMER_PENDING = Gauge(
-    "spendwatch_consumer_pending_messages", "Messages waiting for the durable consumer",
+    "spendwatch_consumer_pending_messages",
+    "Messages waiting for the durable consumer",
     ["durable"],
 )

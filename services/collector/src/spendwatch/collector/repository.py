@@ -16,9 +16,23 @@ from spendwatch.common.events import (
 )
 
 EVENT_COLUMNS = (
-    "provider", "event_id", "occurred_at", "account", "user_email", "user_id", "model", "kind",
-    "max_mode", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "cost_micros", "request_units", "is_headless", "ingested_at",
+    "provider",
+    "event_id",
+    "occurred_at",
+    "account",
+    "user_email",
+    "user_id",
+    "model",
+    "kind",
+    "max_mode",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_micros",
+    "request_units",
+    "is_headless",
+    "ingested_at",
 )
 
 _STAGE = """
@@ -72,10 +86,23 @@ GROUP BY provider, user_email, day
 
 def _event_record(event: UsageRecordedV1) -> tuple[Any, ...]:
     return (
-        event.provider, event.event_id, event.occurred_at, event.account, event.user_email,
-        event.user_id, event.model, event.kind, event.max_mode, event.input_tokens,
-        event.output_tokens, event.cache_read_tokens, event.cache_write_tokens, event.cost_micros,
-        event.request_units, event.is_headless, event.ingested_at,
+        event.provider,
+        event.event_id,
+        event.occurred_at,
+        event.account,
+        event.user_email,
+        event.user_id,
+        event.model,
+        event.kind,
+        event.max_mode,
+        event.input_tokens,
+        event.output_tokens,
+        event.cache_read_tokens,
+        event.cache_write_tokens,
+        event.cost_micros,
+        event.request_units,
+        event.is_headless,
+        event.ingested_at,
     )
 
 
@@ -101,14 +128,17 @@ async def insert_outbox(
     """Record a `usage.committed` notice to publish after commit."""
     await conn.execute(
         "INSERT INTO usage_commits (commit_id, provider, payload) VALUES ($1, $2, $3)",
-        commit_id, provider, payload,
+        commit_id,
+        provider,
+        payload,
     )
 
 
 async def mark_published(conn: asyncpg.Connection | asyncpg.Pool, *, commit_ids: list[str]) -> None:
     """The notices are on the bus."""
     await conn.execute(
-        "UPDATE usage_commits SET published_at = now() WHERE commit_id = ANY($1::text[])", commit_ids
+        "UPDATE usage_commits SET published_at = now() WHERE commit_id = ANY($1::text[])",
+        commit_ids,
     )
 
 
@@ -120,7 +150,8 @@ async def unpublished(
         "SELECT payload FROM usage_commits"
         " WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)"
         " ORDER BY created_at LIMIT $2",
-        older_than_seconds, limit,
+        older_than_seconds,
+        limit,
     )
     return [r["payload"] for r in rows]
 
@@ -128,7 +159,8 @@ async def unpublished(
 async def prune_outbox(conn: asyncpg.Connection | asyncpg.Pool, *, keep_days: int = 7) -> None:
     """Forget published notices older than the USAGE stream keeps messages."""
     await conn.execute(
-        "DELETE FROM usage_commits WHERE published_at < now() - make_interval(days => $1)", keep_days
+        "DELETE FROM usage_commits WHERE published_at < now() - make_interval(days => $1)",
+        keep_days,
     )
 
 
@@ -146,11 +178,20 @@ _UPSERT_DAILY = (
 
 async def upsert_daily_usage(conn: asyncpg.Connection, snapshot: DailyUsageSnapshotV1) -> None:
     """Latest capture wins; a replayed older snapshot changes nothing."""
-    await conn.executemany(_UPSERT_DAILY, [
-        (snapshot.provider, snapshot.account, row.user_email, row.day,
-         *(getattr(row, f) for f in _DAILY_FIELDS), snapshot.captured_at)
-        for row in snapshot.rows
-    ])
+    await conn.executemany(
+        _UPSERT_DAILY,
+        [
+            (
+                snapshot.provider,
+                snapshot.account,
+                row.user_email,
+                row.day,
+                *(getattr(row, f) for f in _DAILY_FIELDS),
+                snapshot.captured_at,
+            )
+            for row in snapshot.rows
+        ],
+    )
 
 
 async def upsert_spend(conn: asyncpg.Connection, snapshot: SpendSnapshotV1) -> None:
@@ -172,9 +213,21 @@ async def upsert_spend(conn: asyncpg.Connection, snapshot: SpendSnapshotV1) -> N
         WHERE s.captured_at <= EXCLUDED.captured_at
         """,
         [
-            (snapshot.provider, snapshot.account, snapshot.cycle_start, r.user_email, r.user_id,
-             r.name, r.role, r.spend_micros, r.overall_spend_micros, r.fast_premium_requests,
-             r.hard_limit_override_micros, r.monthly_limit_micros, snapshot.captured_at)
+            (
+                snapshot.provider,
+                snapshot.account,
+                snapshot.cycle_start,
+                r.user_email,
+                r.user_id,
+                r.name,
+                r.role,
+                r.spend_micros,
+                r.overall_spend_micros,
+                r.fast_premium_requests,
+                r.hard_limit_override_micros,
+                r.monthly_limit_micros,
+                snapshot.captured_at,
+            )
             for r in snapshot.rows
         ],
     )
@@ -194,8 +247,10 @@ async def upsert_roster(conn: asyncpg.Connection, snapshot: RosterSnapshotV1) ->
             captured_at = EXCLUDED.captured_at
         WHERE m.captured_at <= EXCLUDED.captured_at
         """,
-        [(*key, m.user_email, m.user_id, m.name, m.role, m.is_removed, snapshot.captured_at)
-         for m in snapshot.members],
+        [
+            (*key, m.user_email, m.user_id, m.name, m.role, m.is_removed, snapshot.captured_at)
+            for m in snapshot.members
+        ],
     )
     for group in snapshot.groups:
         newer = await conn.fetchval(
@@ -205,18 +260,26 @@ async def upsert_roster(conn: asyncpg.Connection, snapshot: RosterSnapshotV1) ->
             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)
             ON CONFLICT (provider, account, group_id) DO UPDATE SET
                 name = EXCLUDED.name, cycle_start = EXCLUDED.cycle_start,
-                cycle_end = EXCLUDED.cycle_end, removed_at = NULL, captured_at = EXCLUDED.captured_at
+                cycle_end = EXCLUDED.cycle_end, removed_at = NULL,
+                captured_at = EXCLUDED.captured_at
             WHERE g.captured_at <= EXCLUDED.captured_at
             RETURNING true
             """,
-            *key, group.group_id, group.name, group.cycle_start, group.cycle_end, snapshot.captured_at,
+            *key,
+            group.group_id,
+            group.name,
+            group.cycle_start,
+            group.cycle_end,
+            snapshot.captured_at,
         )
         if not newer:
             continue
         await conn.execute(
             "DELETE FROM group_members WHERE provider = $1 AND account = $2 AND group_id = $3"
             " AND NOT (user_email = ANY($4::text[]))",
-            *key, group.group_id, group.member_emails,
+            *key,
+            group.group_id,
+            group.member_emails,
         )
         await conn.executemany(
             "INSERT INTO group_members (provider, account, group_id, user_email, captured_at)"
@@ -228,5 +291,7 @@ async def upsert_roster(conn: asyncpg.Connection, snapshot: RosterSnapshotV1) ->
         await conn.execute(
             "UPDATE groups SET removed_at = $3 WHERE provider = $1 AND account = $2"
             " AND removed_at IS NULL AND captured_at < $3 AND NOT (group_id = ANY($4::text[]))",
-            *key, snapshot.captured_at, [g.group_id for g in snapshot.groups],
+            *key,
+            snapshot.captured_at,
+            [g.group_id for g in snapshot.groups],
         )

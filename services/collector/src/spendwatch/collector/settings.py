@@ -10,18 +10,29 @@ from spendwatch.common.settings import BaseServiceSettings
 class CollectorSettings(BaseServiceSettings):
     """Provider credentials and endpoints, polling cadence, and sink batching."""
 
-    cursor_admin_api_key: SecretStr | None = Field(default=None, validation_alias="CURSOR_ADMIN_API_KEY")
-    cursor_api_base_url: str = Field(default="https://api.cursor.com", validation_alias="CURSOR_API_BASE_URL")
+    cursor_admin_api_key: SecretStr | None = Field(
+        default=None, validation_alias="CURSOR_ADMIN_API_KEY"
+    )
+    cursor_api_base_url: str = Field(
+        default="https://api.cursor.com", validation_alias="CURSOR_API_BASE_URL"
+    )
     anthropic_admin_api_key: SecretStr | None = Field(
         default=None, validation_alias="ANTHROPIC_ADMIN_API_KEY"
     )
     anthropic_api_base_url: str = Field(
         default="https://api.anthropic.com", validation_alias="ANTHROPIC_API_BASE_URL"
     )
-    openai_admin_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_ADMIN_API_KEY")
+    openai_admin_api_key: SecretStr | None = Field(
+        default=None, validation_alias="OPENAI_ADMIN_API_KEY"
+    )
     openai_api_base_url: str = Field(
         default="https://api.openai.com/v1", validation_alias="OPENAI_API_BASE_URL"
     )
-    collect_interval_seconds: int = Field(default=3600, ge=60, validation_alias="COLLECT_INTERVAL_SECONDS")
+    collect_interval_seconds: int = Field(
+        default=3600, ge=60, validation_alias="COLLECT_INTERVAL_SECONDS"
+    )
     sink_batch_size: int = Field(default=500, ge=1, le=10_000, validation_alias="SINK_BATCH_SIZE")
+    sink_ack_wait_seconds: float = Field(
+        default=60.0, gt=0, validation_alias="SINK_ACK_WAIT_SECONDS"
+    )
     sink_max_deliver: int = Field(default=20, ge=2, validation_alias="SINK_MAX_DELIVER")

@@ -42,13 +42,14 @@ OUTBOX_GRACE_SECONDS = 10.0
 SINK_DURABLE = subjects.durable("collector", USAGE.name)
 
 
-def sink_consumer(max_deliver: int = 20) -> ConsumerSpec:
+def sink_consumer(max_deliver: int = 20, ack_wait_seconds: float = 60.0) -> ConsumerSpec:
     """The sink's durable consumer: every usage event and snapshot."""
     return ConsumerSpec(
         stream=USAGE.name,
         durable=SINK_DURABLE,
         filter_subjects=(subjects.USAGE_EVENTS_ALL, subjects.USAGE_SNAPSHOTS_ALL),
         max_deliver=max_deliver,
+        ack_wait_seconds=ack_wait_seconds,
     )
 
 
@@ -87,7 +88,9 @@ class UsageSink:
                 notices = commit_notices(touched, utc_now())
                 for notice in notices:
                     await repository.insert_outbox(
-                        conn, commit_id=notice.commit_id, provider=notice.provider,
+                        conn,
+                        commit_id=notice.commit_id,
+                        provider=notice.provider,
                         payload=notice.model_dump(mode="json"),
                     )
             for snapshot in batch.snapshots:
@@ -100,7 +103,9 @@ class UsageSink:
         try:
             for notice in notices:
                 await publish_event(
-                    self._js, subjects.usage_committed(notice.provider), notice,
+                    self._js,
+                    subjects.usage_committed(notice.provider),
+                    notice,
                     msg_id=notice.commit_id,
                 )
         except MessagingError:

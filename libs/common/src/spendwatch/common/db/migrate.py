@@ -23,7 +23,9 @@ FLAVOURS: tuple[Flavour, ...] = ("timescale", "postgres")
 
 # pg_advisory_lock key: any constant shared by every runner ("spendwatch" as a bigint).
 LOCK_KEY = int.from_bytes(b"spndwtch", "big") & 0x7FFF_FFFF_FFFF_FFFF
-_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<flavour>timescale|postgres))?\.sql$")
+_FILE = re.compile(
+    r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<flavour>timescale|postgres))?\.sql$"
+)
 
 log = get_logger(__name__)
 
@@ -75,7 +77,9 @@ def discover(directory: Path) -> list[Migration]:
         if "any" in files and len(files) > 1:
             raise MigrationError(f"migration {version:04d} has both a common and a flavoured file")
         if "any" not in files and set(files) != set(FLAVOURS):
-            raise MigrationError(f"migration {version:04d} needs both .timescale.sql and .postgres.sql")
+            raise MigrationError(
+                f"migration {version:04d} needs both .timescale.sql and .postgres.sql"
+            )
         migrations.append(Migration(version, name, files))
     return migrations
 
@@ -131,7 +135,9 @@ async def _migrate_locked(
         label = f"{migration.version:04d}_{migration.name}"
         if migration.version in applied:
             if applied[migration.version]["checksum"] != migration.checksum(flavour):
-                raise MigrationError(f"{label} was edited after it was applied; add a new migration")
+                raise MigrationError(
+                    f"{label} was edited after it was applied; add a new migration"
+                )
             continue
         try:
             async with conn.transaction():
@@ -139,7 +145,10 @@ async def _migrate_locked(
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, flavour, checksum)"
                     " VALUES ($1, $2, $3, $4)",
-                    migration.version, migration.name, flavour, migration.checksum(flavour),
+                    migration.version,
+                    migration.name,
+                    flavour,
+                    migration.checksum(flavour),
                 )
         except asyncpg.PostgresError as exc:
             raise MigrationError(f"{label} ({migration.path(flavour).name}) failed: {exc}") from exc

@@ -15,7 +15,7 @@ Token = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class UsageRecordedV1(Event):
-    """One billable request as a provider reported it, normalised (on `usage.events.v1.<provider>`)."""
+    """One billable request, normalised (on `usage.events.v1.<provider>`)."""
 
     type: Literal["usage.recorded.v1"] = "usage.recorded.v1"
     event_id: Token
@@ -146,7 +146,7 @@ class UserDay(Event):
 
 
 class UsageCommittedV1(Event):
-    """Rows are durable: which (user, day) keys a sink batch changed (on `usage.committed.v1.<provider>`)."""
+    """Rows are durable; the (user, day) keys a batch changed (`usage.committed.v1.<provider>`)."""
 
     type: Literal["usage.committed.v1"] = "usage.committed.v1"
     commit_id: Token

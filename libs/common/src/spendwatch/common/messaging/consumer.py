@@ -104,7 +104,8 @@ class BatchConsumer:
                     if self._stopping.is_set():
                         break
                     raise
-                await self._handle(batch)
+                if batch:  # nats-py can hand back an empty list when a pull request expires
+                    await self._handle(batch)
         finally:
             await sub.unsubscribe()
             log.info("consumer.stopped", durable=self._spec.durable)
@@ -116,7 +117,7 @@ class BatchConsumer:
     async def _handle(self, batch: Sequence[Msg]) -> None:
         try:
             await self._handler(batch)
-        except Exception as exc:  # noqa: BLE001 - any failure must not lose the batch
+        except Exception as exc:
             log.exception("consumer.batch_failed", durable=self._spec.durable, size=len(batch))
             await self._retry_later(batch, exc)
 

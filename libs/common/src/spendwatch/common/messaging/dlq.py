@@ -58,7 +58,7 @@ async def dead_letter(js: JetStreamContext, msg: Msg, reason: str) -> None:
         seq = str(msg.metadata.sequence.stream)
         headers[ORIGINAL_SEQUENCE] = seq
         headers[MSG_ID] = f"dlq:{msg.metadata.stream}:{seq}"
-    except Exception:  # noqa: BLE001 - a core NATS message has no JetStream metadata
+    except Exception:
         if msg_id:
             headers[MSG_ID] = f"dlq:{msg_id}"
     await js.publish(subjects.dlq(msg.subject), msg.data, headers=headers)

@@ -25,9 +25,7 @@ async def publish_event(
 ) -> PubAck:
     """Publish one event and wait for the stream's ack."""
     try:
-        return await js.publish(
-            subject, encode(event), timeout=timeout, headers={MSG_ID: msg_id}
-        )
+        return await js.publish(subject, encode(event), timeout=timeout, headers={MSG_ID: msg_id})
     except (NatsError, TimeoutError) as exc:
         raise MessagingError(f"publish to {subject} failed: {exc!r}") from exc
 

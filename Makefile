@@ -1,0 +1,33 @@
+# The README's verbs. Every target installs what it needs first (uv from PyPI if missing).
+UV := $(shell sh scripts/ensure-uv.sh)
+VENV := .venv/bin
+
+.PHONY: help install dev test lint up migrate bench bench-ingest
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+install:  ## create .venv with every package (locked versions)
+	$(UV) sync --all-packages --frozen
+
+dev: install  ## run the whole stack locally: nats-server, PostgreSQL, migrations, services
+	$(VENV)/spendwatch dev
+
+test: install  ## run every test; starts its own nats-server and PostgreSQL
+	$(VENV)/pytest
+
+lint: install  ## ruff and mypy (strict on libs/ and services/)
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy libs services
+
+up:  ## run the production stack with Docker Compose
+	docker compose up --build
+
+migrate: install  ## apply database migrations to DATABASE_URL
+	$(VENV)/spendwatch migrate
+
+bench: bench-ingest  ## run every benchmark
+
+bench-ingest: install  ## sink throughput and latency vs the raw NATS/COPY limits
+	$(VENV)/python benchmarks/bench_ingest.py

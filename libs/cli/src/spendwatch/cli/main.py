@@ -1,0 +1,95 @@
+"""The `spendwatch` command: `dev`, `migrate` and `run <service>`."""
+
+from __future__ import annotations
+
+import asyncio
+import runpy
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from spendwatch.cli.console import fail, out, settings_problem
+from spendwatch.cli.dev import DevOptions, run_dev
+from spendwatch.cli.migrations import run_migrations, summary
+from spendwatch.cli.services import SERVICES, is_runnable
+from spendwatch.common.errors import SpendwatchError
+from spendwatch.common.logging import configure_logging
+from spendwatch.common.settings import MigrateSettings
+
+app = typer.Typer(
+    name="spendwatch",
+    help="Self-hosted monitor for AI coding assistant spend.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Settings hold secrets; a pretty traceback with locals would print them.
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations to DATABASE_URL (safe to run twice)."""
+    try:
+        settings = MigrateSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging(settings.log_level)
+    try:
+        report = asyncio.run(run_migrations(settings.database_url.get_secret_value(), settings))
+    except SpendwatchError as exc:
+        fail(f"migrate failed: {exc}")
+    out.print(summary(report))
+
+
+@app.command()
+def run(
+    service: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICES)}")],
+) -> None:
+    """Run one service in this process until SIGINT or SIGTERM."""
+    if service not in SERVICES:
+        fail(f"unknown service {service!r}; services are: {', '.join(SERVICES)}")
+    if not is_runnable(service):
+        fail(f"service {service!r} is not built yet (no module spendwatch.{service}.__main__)")
+    # The service sees itself as `python -m spendwatch.<service>`, not our `run <service>` args.
+    sys.argv = [sys.argv[0]]
+    runpy.run_module(f"spendwatch.{service}", run_name="__main__", alter_sys=True)
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[
+        Path, typer.Option(help="where nats-server and PostgreSQL keep their data between runs")
+    ] = Path(".spendwatch"),
+    nats_port: Annotated[int, typer.Option(help="port of the local nats-server")] = 4222,
+    pg_port: Annotated[int, typer.Option(help="port of the local PostgreSQL")] = 5432,
+    metrics_port: Annotated[
+        int, typer.Option(help="/metrics port of the first service, the next ones count up; 0: off")
+    ] = 9101,
+    demo: Annotated[
+        bool, typer.Option(help="feed the stack a simulated Cursor team (not available yet)")
+    ] = False,
+) -> None:
+    """Run the whole stack locally: nats-server, PostgreSQL, migrations and every service.
+
+    Set NATS_URL or DATABASE_URL to use servers you already run instead. Ctrl-C stops it all.
+    """
+    if demo:
+        fail("--demo is not available yet (Cursor simulator arrives with issue 3)")
+    try:
+        code = run_dev(
+            DevOptions(
+                data_dir=data_dir, nats_port=nats_port, pg_port=pg_port, metrics_port=metrics_port
+            )
+        )
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    except SpendwatchError as exc:
+        fail(f"spendwatch dev: {exc}")
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()
