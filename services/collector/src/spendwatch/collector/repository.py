@@ -289,8 +289,9 @@ async def upsert_roster(conn: asyncpg.Connection, snapshot: RosterSnapshotV1) ->
         )
     if snapshot.complete_groups:
         await conn.execute(
-            "UPDATE groups SET removed_at = $3 WHERE provider = $1 AND account = $2"
-            " AND removed_at IS NULL AND captured_at < $3 AND NOT (group_id = ANY($4::text[]))",
+            "UPDATE groups SET removed_at = $3, captured_at = $3"
+            " WHERE provider = $1 AND account = $2 AND removed_at IS NULL"
+            " AND captured_at < $3 AND NOT (group_id = ANY($4::text[]))",
             *key,
             snapshot.captured_at,
             [g.group_id for g in snapshot.groups],
