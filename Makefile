@@ -20,6 +20,7 @@ lint: install  ## ruff and mypy (strict on libs/ and services/)
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy libs services
+	$(VENV)/lint-imports
 
 up:  ## run the production stack with Docker Compose
 	docker compose up --build
