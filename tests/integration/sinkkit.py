@@ -37,6 +37,7 @@ async def running_sink(
     finally:
         consumer.stop()
         await asyncio.wait_for(task, timeout=10)
+        await sink.flush()
 
 
 async def publish_events(

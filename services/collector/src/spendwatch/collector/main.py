@@ -29,6 +29,7 @@ class Collector:
         self._broker = broker
         self._pool: asyncpg.Pool | None = None
         self._consumer: BatchConsumer | None = None
+        self._sink: UsageSink | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._http: web.AppRunner | None = None
 
@@ -37,7 +38,7 @@ class Collector:
         js = self._broker.connection.jetstream()
         await ensure_streams(js)
         self._pool = await create_pool(self._settings.database_url.get_secret_value(), max_size=4)
-        sink = UsageSink(pool=self._pool, js=js, timezone=self._settings.team_timezone)
+        sink = self._sink = UsageSink(pool=self._pool, js=js, timezone=self._settings.team_timezone)
         await sink.republish_outbox(grace_seconds=0)  # notices stranded by a crash
         spec = sink_consumer(self._settings.sink_max_deliver, self._settings.sink_ack_wait_seconds)
         self._consumer = BatchConsumer(
@@ -65,6 +66,9 @@ class Collector:
                 task.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 15)
+        if self._sink:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sink.flush(), 5)  # the outbox covers the rest
         if self._http:
             await self._http.cleanup()
         if self._pool:

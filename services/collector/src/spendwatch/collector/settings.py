@@ -31,7 +31,7 @@ class CollectorSettings(BaseServiceSettings):
     collect_interval_seconds: int = Field(
         default=3600, ge=60, validation_alias="COLLECT_INTERVAL_SECONDS"
     )
-    sink_batch_size: int = Field(default=500, ge=1, le=10_000, validation_alias="SINK_BATCH_SIZE")
+    sink_batch_size: int = Field(default=2000, ge=1, le=10_000, validation_alias="SINK_BATCH_SIZE")
     sink_ack_wait_seconds: float = Field(
         default=60.0, gt=0, validation_alias="SINK_ACK_WAIT_SECONDS"
     )

@@ -60,6 +60,7 @@ class UsageSink:
         self._pool = pool
         self._js = js
         self._timezone = timezone
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def handle(self, msgs: Sequence[Msg]) -> None:
         """Store one fetched batch, ack it, announce it; raises only on transient failure."""
@@ -67,7 +68,10 @@ class UsageSink:
         batch, notices = await self.store(msgs)
         for msg in msgs:
             await msg.ack()
-        await self._publish(notices)
+        if notices:  # in the background: the next batch need not wait for NATS's ack
+            task = asyncio.create_task(self._publish(notices))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
         for notice in notices:
             metrics.EVENTS_INGESTED.labels(notice.provider).inc(notice.new_events)
         self._observe(batch, msgs, started)
@@ -112,6 +116,11 @@ class UsageSink:
             log.warning("sink.notice_publish_failed", commits=[n.commit_id for n in notices])
             return  # committed and acked; the outbox loop publishes it later
         await repository.mark_published(self._pool, commit_ids=[n.commit_id for n in notices])
+
+    async def flush(self) -> None:
+        """Wait until every notice handed to the background is published (or left to the outbox)."""
+        while self._publishing:
+            await asyncio.gather(*self._publishing)
 
     async def republish_outbox(self, *, grace_seconds: float = OUTBOX_GRACE_SECONDS) -> int:
         """Publish notices whose publish was cut short (crash, NATS outage); returns how many."""

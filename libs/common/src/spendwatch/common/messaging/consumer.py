@@ -8,6 +8,7 @@ to load without adding latency when traffic is light.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -90,10 +91,33 @@ class BatchConsumer:
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Consume until `stop()` is called."""
+        """Consume until `stop()` is called.
+
+        The next batch is fetched while the current one is handled, so the database round
+        trip and the fetch overlap; acks still come only after the handler's commit.
+        """
         await ensure_consumer(self._js, self._spec)
         sub = await self._js.pull_subscribe_bind(self._spec.durable, stream=self._spec.stream)
         log.info("consumer.started", durable=self._spec.durable, stream=self._spec.stream)
+        ready: asyncio.Queue[list[Msg] | None] = asyncio.Queue(maxsize=1)
+        fetcher = asyncio.create_task(
+            self._fetch_loop(sub, ready), name=f"{self._spec.durable}-fetch"
+        )
+        try:
+            while (batch := await ready.get()) is not None:
+                await self._handle(batch)
+            await fetcher  # re-raises what stopped the fetching, if anything
+        finally:
+            fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetcher
+            await sub.unsubscribe()
+            log.info("consumer.stopped", durable=self._spec.durable)
+
+    async def _fetch_loop(
+        self, sub: JetStreamContext.PullSubscription, ready: asyncio.Queue[list[Msg] | None]
+    ) -> None:
+        """Fill `ready` with batches; end it with None (the batch in hand is still handled)."""
         try:
             while not self._stopping.is_set():
                 try:
@@ -105,10 +129,11 @@ class BatchConsumer:
                         break
                     raise
                 if batch:  # nats-py can hand back an empty list when a pull request expires
-                    await self._handle(batch)
-        finally:
-            await sub.unsubscribe()
-            log.info("consumer.stopped", durable=self._spec.durable)
+                    await ready.put(batch)
+        except Exception:
+            await ready.put(None)
+            raise
+        await ready.put(None)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run()`."""
