@@ -319,28 +319,26 @@ def test_dev_reports_a_taken_port_without_a_traceback(
     assert port_is_free(pg_port)  # PostgreSQL was never started
 
 
-def test_demo_is_refused_until_the_simulator_exists(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "spendwatch.cli", "dev", "--demo"],
-        cwd=tmp_path,
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`spendwatch ARGS` in `cwd`, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "spendwatch.cli", *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_demo_is_refused_until_the_simulator_exists(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "dev", "--demo")
     assert result.returncode == 1
     assert "not available yet" in result.stderr
 
 
 def test_run_refuses_an_unknown_service(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "spendwatch.cli", "run", "nosuch"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(tmp_path, "run", "nosuch")
     assert result.returncode == 1
     assert "unknown service 'nosuch'" in result.stderr
     assert "Traceback" not in result.stderr

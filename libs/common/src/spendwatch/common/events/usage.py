@@ -65,24 +65,34 @@ class DailyUsageRow(Event):
     client_version: str | None = None
 
 
-class DailyUsageSnapshotV1(Event):
-    """A page of per-member daily activity (on `usage.snapshots.v1.daily.<provider>`)."""
+class SnapshotEvent(Event):
+    """What every snapshot carries: which capture of which provider account it is."""
 
-    type: Literal["usage.daily_snapshot.v1"] = "usage.daily_snapshot.v1"
     snapshot_id: Token
     provider: Provider
     account: str = ""
     captured_at: UtcDatetime
+
+
+class DailyUsageSnapshotV1(SnapshotEvent):
+    """A page of per-member daily activity (on `usage.snapshots.v1.daily.<provider>`)."""
+
+    type: Literal["usage.daily_snapshot.v1"] = "usage.daily_snapshot.v1"
     rows: list[DailyUsageRow]
 
 
-class MemberSpend(Event):
-    """One member's spend in the current billing cycle."""
+class Person(Event):
+    """A team member as the provider names them."""
 
     user_email: Email
     user_id: str | None = None
     name: str | None = None
     role: str | None = None
+
+
+class MemberSpend(Person):
+    """One member's spend in the current billing cycle."""
+
     spend_micros: Micros
     overall_spend_micros: Micros
     fast_premium_requests: Count = 0
@@ -90,25 +100,17 @@ class MemberSpend(Event):
     monthly_limit_micros: Micros | None = None
 
 
-class SpendSnapshotV1(Event):
+class SpendSnapshotV1(SnapshotEvent):
     """A page of billing-cycle spend per member (on `usage.snapshots.v1.spend.<provider>`)."""
 
     type: Literal["usage.spend_snapshot.v1"] = "usage.spend_snapshot.v1"
-    snapshot_id: Token
-    provider: Provider
-    account: str = ""
-    captured_at: UtcDatetime
     cycle_start: UtcDatetime
     rows: list[MemberSpend]
 
 
-class Member(Event):
+class Member(Person):
     """A team member as the provider lists them."""
 
-    user_email: Email
-    user_id: str | None = None
-    name: str | None = None
-    role: str | None = None
     is_removed: bool = False
 
 
@@ -122,17 +124,13 @@ class Group(Event):
     cycle_end: UtcDatetime | None = None
 
 
-class RosterSnapshotV1(Event):
+class RosterSnapshotV1(SnapshotEvent):
     """Members and billing groups (on `usage.snapshots.v1.roster.<provider>`).
 
     `complete_groups` says the list of groups is whole, so groups not in it are gone.
     """
 
     type: Literal["usage.roster_snapshot.v1"] = "usage.roster_snapshot.v1"
-    snapshot_id: Token
-    provider: Provider
-    account: str = ""
-    captured_at: UtcDatetime
     members: list[Member] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
     complete_groups: bool = False
