@@ -32,7 +32,7 @@ def _docker_answers() -> bool:
         import docker  # noqa: PLC0415
 
         docker.from_env(timeout=2).ping()
-    except Exception:
+    except Exception:  # any failure means no usable engine
         return False
     return True
 

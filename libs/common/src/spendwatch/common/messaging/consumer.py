@@ -142,7 +142,7 @@ class BatchConsumer:
     async def _handle(self, batch: Sequence[Msg]) -> None:
         try:
             await self._handler(batch)
-        except Exception as exc:
+        except Exception as exc:  # any failure: the batch is retried later, never lost
             log.exception("consumer.batch_failed", durable=self._spec.durable, size=len(batch))
             await self._retry_later(batch, exc)
 

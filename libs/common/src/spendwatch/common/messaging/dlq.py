@@ -13,6 +13,7 @@ from faststream.exceptions import AckMessage
 from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
+from nats.errors import NotJSMessageError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
@@ -52,17 +53,32 @@ def describe(exc: BaseException) -> str:
 
 async def dead_letter(js: JetStreamContext, msg: Msg, reason: str) -> None:
     """Copy `msg` to `dlq.<its subject>` with the reason; idempotent per stream sequence."""
-    headers = {REASON: reason, ORIGINAL_SUBJECT: msg.subject}
+    extra: dict[str, str] = {}
     msg_id = msg.headers.get(MSG_ID) if msg.headers else None
     try:
         seq = str(msg.metadata.sequence.stream)
-        headers[ORIGINAL_SEQUENCE] = seq
-        headers[MSG_ID] = f"dlq:{msg.metadata.stream}:{seq}"
-    except Exception:
-        if msg_id:
-            headers[MSG_ID] = f"dlq:{msg_id}"
-    await js.publish(subjects.dlq(msg.subject), msg.data, headers=headers)
-    log.warning("message.dead_lettered", subject=msg.subject, reason=reason)
+        extra[ORIGINAL_SEQUENCE] = seq
+        msg_id = f"{msg.metadata.stream}:{seq}"
+    except NotJSMessageError:
+        pass  # a core NATS message: no stream sequence, keep its own id if it has one
+    await dead_letter_payload(js, msg.subject, msg.data, reason, msg_id=msg_id, headers=extra)
+
+
+async def dead_letter_payload(
+    js: JetStreamContext,
+    subject: str,
+    data: bytes,
+    reason: str,
+    *,
+    msg_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Park `data`, which was meant for `subject` (or came from it), in `dlq.<subject>`."""
+    all_headers = {REASON: reason, ORIGINAL_SUBJECT: subject, **(headers or {})}
+    if msg_id:
+        all_headers[MSG_ID] = f"dlq:{msg_id}"
+    await js.publish(subjects.dlq(subject), data, headers=all_headers)
+    log.warning("message.dead_lettered", subject=subject, reason=reason)
 
 
 class DeadLetterMiddleware(BaseMiddleware):
