@@ -331,10 +331,43 @@ def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_is_refused_until_the_simulator_exists(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "dev", "--demo")
-    assert result.returncode == 1
-    assert "not available yet" in result.stderr
+async def _count_events(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM usage_events")
+        return count
+    finally:
+        await conn.close()
+
+
+@pytest.mark.timeout(300)
+def test_demo_feeds_the_collector_from_the_simulator(
+    tmp_path: Path, start_dev: type[DevRun]
+) -> None:
+    nats_port, pg_port, metrics_port, demo_port = distinct_free_ports(4)
+    run = start_dev(
+        tmp_path,
+        "--demo",
+        "--demo-port",
+        str(demo_port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--nats-port",
+        str(nats_port),
+        "--pg-port",
+        str(pg_port),
+        "--metrics-port",
+        str(metrics_port),
+    )
+    ready = run.wait_for(READY)
+    assert "services: simulator, collector" in ready, ready
+    url = _postgres_url(ready)
+    deadline = time.monotonic() + 120
+    while asyncio.run(_count_events(url)) == 0:  # the first pass's pages land as they arrive
+        assert time.monotonic() < deadline, run.output
+        time.sleep(1)
+    assert run.stop(signal.SIGINT) == 0, run.output
+    assert run.leftovers() == [], run.output
 
 
 def test_run_refuses_an_unknown_service(tmp_path: Path) -> None:

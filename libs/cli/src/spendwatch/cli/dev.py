@@ -70,6 +70,8 @@ class DevOptions:
     nats_port: int
     pg_port: int
     metrics_port: int = 9101  # the first service's; the next ones count up; 0 turns them off
+    demo: bool = False  # feed the collector from a simulated Cursor team
+    demo_port: int = 8765
 
 
 @dataclass
@@ -122,7 +124,10 @@ def run_dev(options: DevOptions) -> int:
                 "NATS_URL": nats_url,
                 "PYTHONUNBUFFERED": "1",
             }
-            supervisor = Supervisor(services, env, metrics_port=options.metrics_port)
+            args: dict[str, list[str]] = {}
+            if options.demo:
+                services, env, args = demo_stack(services, env, port=options.demo_port)
+            supervisor = Supervisor(services, env, metrics_port=options.metrics_port, args=args)
             return asyncio.run(_serve(nats_url, database_url, supervisor, migrate_settings))
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP, while servers were starting
             _say("interrupted")
@@ -166,6 +171,21 @@ async def _serve(
         return await supervisor.wait(stop)
     finally:
         await supervisor.stop()
+
+
+def demo_stack(
+    services: list[str], env: dict[str, str], *, port: int
+) -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
+    """Put the Cursor simulator first and point the collector at it, polling every minute."""
+    from spendwatch.simulator import DEFAULT_ADMIN_KEY  # noqa: PLC0415 - only for --demo
+
+    _say(f"demo: a simulated Cursor team on http://127.0.0.1:{port} feeds the collector")
+    demo_env = env | {
+        "CURSOR_API_BASE_URL": f"http://127.0.0.1:{port}",
+        "CURSOR_ADMIN_API_KEY": DEFAULT_ADMIN_KEY,
+        "COLLECT_INTERVAL_SECONDS": env.get("COLLECT_INTERVAL_SECONDS", "60"),
+    }
+    return ["simulator", *services], demo_env, {"simulator": ["--port", str(port)]}
 
 
 async def ensure_database(dsn: str) -> None:
@@ -216,6 +236,7 @@ class Supervisor:
     names: list[str]
     env: dict[str, str]
     metrics_port: int = 0  # the first service's; the next ones count up; 0 turns them off
+    args: dict[str, list[str]] = field(default_factory=dict)  # extra command-line arguments
     _services: list[_Service] = field(default_factory=list)
     _pumps: list[asyncio.Task[None]] = field(default_factory=list)
     _on_all_ready: Callable[[], None] | None = None
@@ -235,6 +256,7 @@ class Supervisor:
                 sys.executable,
                 "-m",
                 f"spendwatch.{name}",
+                *self.args.get(name, []),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -1,20 +1,23 @@
-"""The `spendwatch` command: `dev`, `migrate` and `run <service>`."""
+"""The `spendwatch` command: `dev`, `migrate`, `run <service>` and `collect --once`."""
 
 from __future__ import annotations
 
 import asyncio
 import runpy
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
+from spendwatch.cli.collect import PROVIDERS, collect_once, summary_table
 from spendwatch.cli.console import fail, out, settings_problem
 from spendwatch.cli.dev import DevOptions, run_dev
 from spendwatch.cli.migrations import run_migrations, summary
 from spendwatch.cli.services import SERVICES, is_runnable
+from spendwatch.collector.settings import CollectorSettings
 from spendwatch.common.errors import SpendwatchError
 from spendwatch.common.logging import configure_logging
 from spendwatch.common.settings import MigrateSettings
@@ -69,19 +72,23 @@ def dev(
         int, typer.Option(help="/metrics port of the first service, the next ones count up; 0: off")
     ] = 9101,
     demo: Annotated[
-        bool, typer.Option(help="feed the stack a simulated Cursor team (not available yet)")
+        bool, typer.Option(help="feed the collector from a simulated Cursor team (no key needed)")
     ] = False,
+    demo_port: Annotated[int, typer.Option(help="port of the simulated Cursor API")] = 8765,
 ) -> None:
     """Run the whole stack locally: nats-server, PostgreSQL, migrations and every service.
 
     Set NATS_URL or DATABASE_URL to use servers you already run instead. Ctrl-C stops it all.
     """
-    if demo:
-        fail("--demo is not available yet (Cursor simulator arrives with issue 3)")
     try:
         code = run_dev(
             DevOptions(
-                data_dir=data_dir, nats_port=nats_port, pg_port=pg_port, metrics_port=metrics_port
+                data_dir=data_dir,
+                nats_port=nats_port,
+                pg_port=pg_port,
+                metrics_port=metrics_port,
+                demo=demo,
+                demo_port=demo_port,
             )
         )
     except ValidationError as exc:
@@ -89,6 +96,35 @@ def dev(
     except SpendwatchError as exc:
         fail(f"spendwatch dev: {exc}")
     raise typer.Exit(code)
+
+
+@app.command()
+def collect(
+    once: Annotated[bool, typer.Option("--once", help="run one pass and exit")] = False,
+    provider: Annotated[str, typer.Option(help="which provider (cursor)")] = "cursor",
+    since: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="read events from (UTC)"),
+    ] = None,
+) -> None:
+    """Collect provider usage into the bus (`--once`: one pass with a summary table)."""
+    if not once:
+        fail("only `collect --once` runs from the CLI; the collector service polls on a schedule")
+    if provider not in PROVIDERS:
+        fail(f"unknown provider {provider!r}; providers are: {', '.join(PROVIDERS)}")
+    try:
+        settings = CollectorSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging("WARNING")  # the progress bar and the table say what happened
+    start = since.replace(tzinfo=UTC) if since else None
+    try:
+        summary = asyncio.run(collect_once(settings, since=start))
+    except SpendwatchError as exc:
+        fail(f"collect failed: {exc}")
+    out.print(summary_table(summary))
+    if summary.health != "ok":
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from aiohttp import web
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
+from spendwatch.collector.poller import poll_forever
 from spendwatch.collector.settings import CollectorSettings
 from spendwatch.collector.sink import UsageSink, sink_consumer
 from spendwatch.common.db import create_pool
@@ -22,7 +23,7 @@ log = get_logger("spendwatch.collector")
 
 
 class Collector:
-    """What runs between start-up and shutdown: the sink's consumer, its outbox, /metrics."""
+    """What runs between start-up and shutdown: the sink, its outbox, the poller, /metrics."""
 
     def __init__(self, settings: CollectorSettings, broker: NatsBroker) -> None:
         self._settings = settings
@@ -47,6 +48,7 @@ class Collector:
         self._tasks = [
             asyncio.create_task(self._consumer.run(), name="sink"),
             asyncio.create_task(sink.run_outbox(), name="sink-outbox"),
+            asyncio.create_task(poll_forever(self._settings, js=js, db=self._pool), name="poller"),
         ]
         if self._settings.metrics_port:
             self._http = await start_metrics_server(self._settings.metrics_port, self.healthy)
@@ -77,7 +79,7 @@ class Collector:
 
 
 def build_app(settings: CollectorSettings) -> FastStream:
-    """The collector app: the sink now; the provider pollers arrive with issue 3."""
+    """The collector app: provider poller and sink."""
     broker = make_broker(settings, name="collector")
     collector = Collector(settings, broker)
     app = FastStream(broker, logger=log)

@@ -1,0 +1,71 @@
+"""`spendwatch collect --once`: one collection pass from the command line, with a summary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import nats
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from spendwatch.cli.console import out
+from spendwatch.collector.cursor_pass import PassSummary
+from spendwatch.collector.poller import cursor_pass
+from spendwatch.collector.settings import CollectorSettings
+from spendwatch.common.db import create_pool
+from spendwatch.common.errors import MessagingError
+from spendwatch.common.messaging import ensure_streams
+
+PROVIDERS = ("cursor",)
+
+
+async def collect_once(settings: CollectorSettings, *, since: datetime | None) -> PassSummary:
+    """Run one Cursor pass against the configured bus and database, showing progress."""
+    try:
+        nc = await nats.connect(settings.nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    except (OSError, nats.errors.Error) as exc:
+        raise MessagingError(f"cannot connect to NATS at {settings.nats_url}: {exc}") from exc
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=out, transient=True) as progress:
+            task = progress.add_task("cursor: usage events 0", total=None)
+            seen = 0
+
+            def advance(count: int) -> None:
+                nonlocal seen
+                seen += count
+                progress.update(task, description=f"cursor: usage events {seen:,}")
+
+            async with cursor_pass(settings, js=js, db=pool) as run:
+                return await run.run(since=since, on_events=advance)
+    finally:
+        await pool.close()
+        await nc.drain()
+
+
+def summary_table(summary: PassSummary) -> Table:
+    """The pass as a two-column table."""
+    table = Table(title="cursor collection pass", show_header=False)
+    window = (
+        f"{summary.window_start:%Y-%m-%d %H:%M} → {summary.window_end:%Y-%m-%d %H:%M} UTC"
+        if summary.window_start and summary.window_end
+        else "-"
+    )
+    for label, value in (
+        ("health", summary.health),
+        ("members", f"{summary.members:,}"),
+        ("usage events read", f"{summary.events:,}"),
+        ("new events (not stored before)", f"{summary.new_events:,}"),
+        ("invalid (sent to DLQ)", f"{summary.invalid:,}"),
+        ("spend rows / daily rows", f"{summary.spend_rows:,} / {summary.daily_rows:,}"),
+        ("events window", window),
+        ("API requests used", f"{summary.requests:,}"),
+        ("duration", f"{summary.duration_seconds:.1f} s"),
+    ):
+        table.add_row(label, value)
+    for error in summary.errors:
+        table.add_row("error", f"[red]{error}[/]")
+    return table

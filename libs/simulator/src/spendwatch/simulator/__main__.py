@@ -1,0 +1,5 @@
+"""`python -m spendwatch.simulator`."""
+
+from spendwatch.simulator.main import main
+
+main()
