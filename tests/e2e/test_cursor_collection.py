@@ -13,8 +13,9 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from spendwatch.collector import collector_state
 from spendwatch.collector.cursor.client import CursorAdminClient
-from spendwatch.collector.cursor_pass import CursorPass, PassSummary
+from spendwatch.collector.cursor_pass import EVENTS_FEED, CursorPass, PassSummary
 from spendwatch.common.db import create_pool
 from spendwatch.common.messaging import subjects
 from spendwatch.simulator import DEFAULT_ADMIN_KEY, SimulatedTeam, run_simulator
@@ -193,3 +194,29 @@ async def test_a_malformed_page_goes_to_the_dlq_and_the_run_completes(
         assert await stored_by_user_day(pool) == expected_by_user_day(await truth(sim_url))
     else:  # only the bad items are missing, and each one is in the DLQ
         assert expected - stored == summary.invalid
+
+
+async def test_an_hourly_pass_for_500_developers_stays_within_20_requests_a_minute(
+    js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    afternoon = datetime(2026, 11, 19, 16, tzinfo=UTC)  # a Thursday: a busy hour
+    big = SimulatedTeam(seed=3, developers=500, days=30, now=afternoon)
+    await collector_state.save_checkpoint(  # steady state: the last pass ran an hour ago
+        pool, provider="cursor", account="", feed=EVENTS_FEED, at=afternoon - timedelta(hours=1)
+    )
+    async with run_simulator(big, rate_limit_per_minute=20) as url:
+        async with CursorAdminClient(
+            api_key=DEFAULT_ADMIN_KEY, base_url=url, requests_per_minute=20
+        ) as client:
+            run = CursorPass(client=client, js=js, db=pool, clock=lambda: afternoon)
+            summary = await run.run()
+        async with httpx.AsyncClient(base_url=url) as http:
+            log = (await http.get("/_sim/requests")).json()["requests"]
+    assert summary.health == "ok"
+    assert summary.events > 0
+    assert summary.members == 500
+    assert summary.requests == len(log)
+    assert all(r["status"] != 429 for r in log), "Cursor would have rate-limited this pass"
+    times = sorted(r["at"] for r in log)
+    busiest = max(sum(1 for t in times if start <= t < start + 60) for start in times)
+    assert busiest <= 20

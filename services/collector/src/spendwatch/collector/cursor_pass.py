@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -39,6 +40,9 @@ PROVIDER = "cursor"
 EVENTS_FEED = "usage_events"
 WINDOW = timedelta(days=30)  # the documented maximum range of Cursor's date-ranged endpoints
 DAILY_LOOKBACK = timedelta(days=7)  # daily activity is re-read this far back on every pass
+SNAPSHOT_ROWS = 500  # rows per snapshot message (~300 KB at most)
+
+T = TypeVar("T")
 
 log = get_logger(__name__)
 
@@ -120,53 +124,76 @@ class CursorPass:
         return summary
 
     async def _snapshots(self, now: datetime, summary: PassSummary) -> datetime | None:
-        """Roster (members + groups), spend for the current cycle, recent daily activity."""
+        """Roster (members + groups), spend for the current cycle, recent daily activity.
+
+        Rows go out in chunks of SNAPSHOT_ROWS so no message nears NATS's 1 MB payload limit.
+        """
         members = await self._client.members()
         groups = await self._client.groups()
         summary.members = len(members)
+        for part, chunk in enumerate(chunked(members, SNAPSHOT_ROWS)):
+            await self._publish_snapshot(
+                "roster",
+                RosterSnapshotV1(
+                    snapshot_id=self._snapshot_id("roster", now, f"members.{part}"),
+                    provider=PROVIDER,
+                    account=self._account,
+                    captured_at=now,
+                    members=chunk,
+                ),
+            )
         await self._publish_snapshot(
             "roster",
             RosterSnapshotV1(
-                snapshot_id=self._snapshot_id("roster", now),
+                snapshot_id=self._snapshot_id("roster", now, "groups"),
                 provider=PROVIDER,
                 account=self._account,
                 captured_at=now,
-                members=members,
                 groups=groups.groups,
-                complete_groups=True,
+                # A group that failed to parse must not be mistaken for a deleted one.
+                complete_groups=not groups.invalid,
             ),
         )
         cycle_start: datetime | None = groups.cycle_start
-        page_no = 0
         async for page in self._client.spend_pages():
-            page_no += 1
-            cycle_start = page.cycle_start
+            await self._dead_letter(
+                subjects.usage_snapshot("spend", PROVIDER), page.invalid, summary
+            )
+            cycle_start = page.cycle_start or cycle_start
+            if cycle_start is None:
+                log.warning("cursor.spend_without_cycle", page=page.number, rows=len(page.rows))
+                continue  # spend is kept per cycle; without its start it cannot be filed
             summary.spend_rows += len(page.rows)
-            await self._publish_snapshot(
-                "spend",
-                SpendSnapshotV1(
-                    snapshot_id=self._snapshot_id("spend", now, page_no),
-                    provider=PROVIDER,
-                    account=self._account,
-                    captured_at=now,
-                    cycle_start=page.cycle_start,
-                    rows=page.rows,
-                ),
-            )
-        page_no = 0
+            for part, rows in enumerate(chunked(page.rows, SNAPSHOT_ROWS)):
+                await self._publish_snapshot(
+                    "spend",
+                    SpendSnapshotV1(
+                        snapshot_id=self._snapshot_id("spend", now, f"{page.number}.{part}"),
+                        provider=PROVIDER,
+                        account=self._account,
+                        captured_at=now,
+                        cycle_start=cycle_start,
+                        rows=rows,
+                    ),
+                )
+        number = 0
         async for daily in self._client.daily_usage_pages(now - DAILY_LOOKBACK, now):
-            page_no += 1
-            summary.daily_rows += len(daily.rows)
-            await self._publish_snapshot(
-                "daily",
-                DailyUsageSnapshotV1(
-                    snapshot_id=self._snapshot_id("daily", now, page_no),
-                    provider=PROVIDER,
-                    account=self._account,
-                    captured_at=now,
-                    rows=daily.rows,
-                ),
+            number += 1  # page numbers restart per 30-day window
+            await self._dead_letter(
+                subjects.usage_snapshot("daily", PROVIDER), daily.invalid, summary
             )
+            summary.daily_rows += len(daily.rows)
+            for part, day_rows in enumerate(chunked(daily.rows, SNAPSHOT_ROWS)):
+                await self._publish_snapshot(
+                    "daily",
+                    DailyUsageSnapshotV1(
+                        snapshot_id=self._snapshot_id("daily", now, f"{number}.{part}"),
+                        provider=PROVIDER,
+                        account=self._account,
+                        captured_at=now,
+                        rows=day_rows,
+                    ),
+                )
         return cycle_start
 
     async def _events(
@@ -246,8 +273,13 @@ class CursorPass:
             msg_id=snapshot.snapshot_id,
         )
 
-    def _snapshot_id(self, kind: str, at: datetime, page: int = 1) -> str:
-        return f"{PROVIDER}:{self._account}:{kind}:{at.isoformat()}:{page}"
+    def _snapshot_id(self, kind: str, at: datetime, part: str) -> str:
+        return f"{PROVIDER}:{self._account}:{kind}:{at.isoformat()}:{part}"
+
+
+def chunked(items: list[T], size: int) -> list[list[T]]:
+    """`items` in consecutive lists of at most `size`."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def windows(start: datetime, end: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
