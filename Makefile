@@ -2,7 +2,7 @@
 UV := $(shell sh scripts/ensure-uv.sh)
 VENV := .venv/bin
 
-.PHONY: help install dev test lint up migrate bench bench-ingest
+.PHONY: help install dev demo test lint up migrate bench bench-ingest bench-collect
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ install:  ## create .venv with every package (locked versions)
 
 dev: install  ## run the whole stack locally: nats-server, PostgreSQL, migrations, services
 	$(VENV)/spendwatch dev
+
+demo: install  ## the local stack fed by a simulated Cursor team (no Cursor key needed)
+	$(VENV)/spendwatch dev --demo
 
 test: install  ## run every test; starts its own nats-server and PostgreSQL
 	$(VENV)/pytest
@@ -28,7 +31,10 @@ up:  ## run the production stack with Docker Compose
 migrate: install  ## apply database migrations to DATABASE_URL
 	$(VENV)/spendwatch migrate
 
-bench: bench-ingest  ## run every benchmark
+bench: bench-ingest bench-collect  ## run every benchmark
 
 bench-ingest: install  ## sink throughput and latency vs the raw NATS/COPY limits
 	$(VENV)/python benchmarks/bench_ingest.py
+
+bench-collect: install  ## a first Cursor pass for 500 developers x 30 days against the simulator
+	$(VENV)/python benchmarks/bench_collect.py

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -220,3 +223,47 @@ async def test_an_hourly_pass_for_500_developers_stays_within_20_requests_a_minu
     times = sorted(r["at"] for r in log)
     busiest = max(sum(1 for t in times if start <= t < start + 60) for start in times)
     assert busiest <= 20
+
+
+async def test_collect_once_from_the_cli_prints_a_summary_and_saves_the_checkpoint(
+    sim_url: str, database_url: str, nats_url: str, js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "NATS_URL": nats_url,
+        "CURSOR_API_BASE_URL": sim_url,
+        "CURSOR_ADMIN_API_KEY": DEFAULT_ADMIN_KEY,
+        "CURSOR_REQUESTS_PER_MINUTE": "6000",
+        "COLUMNS": "120",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "spendwatch.cli",
+        "collect",
+        "--once",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    text = output.decode()
+    assert proc.returncode == 0, text
+    expected = (await truth(sim_url))["total_events"]
+    for line in ("members", f"{expected:,}", "API requests used", "health"):
+        assert line in text, text
+    assert "Traceback" not in text
+    checkpoint = await collector_state.checkpoint(
+        pool, provider="cursor", account="", feed=EVENTS_FEED
+    )
+    assert checkpoint is not None
+
+
+async def test_a_wrong_key_ends_the_pass_with_a_health_status_not_a_crash(
+    sim_url: str, js: JetStreamContext, pool: asyncpg.Pool
+) -> None:
+    async with CursorAdminClient(api_key="key_wrong", base_url=sim_url) as client:
+        summary = await CursorPass(client=client, js=js, db=pool, clock=lambda: NOW).run()
+    assert summary.health == "auth_failed"
+    assert summary.requests == 1  # a refused key is not retried
+    assert await collector_state.health(pool, provider="cursor") == {EVENTS_FEED: "auth_failed"}
