@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -135,20 +135,14 @@ class CursorPass:
             await self._publish_snapshot(
                 "roster",
                 RosterSnapshotV1(
-                    snapshot_id=self._snapshot_id("roster", now, f"members.{part}"),
-                    provider=PROVIDER,
-                    account=self._account,
-                    captured_at=now,
+                    **self._envelope("roster", now, f"members.{part}"),
                     members=chunk,
                 ),
             )
         await self._publish_snapshot(
             "roster",
             RosterSnapshotV1(
-                snapshot_id=self._snapshot_id("roster", now, "groups"),
-                provider=PROVIDER,
-                account=self._account,
-                captured_at=now,
+                **self._envelope("roster", now, "groups"),
                 groups=groups.groups,
                 # A group that failed to parse must not be mistaken for a deleted one.
                 complete_groups=not groups.invalid,
@@ -168,10 +162,7 @@ class CursorPass:
                 await self._publish_snapshot(
                     "spend",
                     SpendSnapshotV1(
-                        snapshot_id=self._snapshot_id("spend", now, f"{page.number}.{part}"),
-                        provider=PROVIDER,
-                        account=self._account,
-                        captured_at=now,
+                        **self._envelope("spend", now, f"{page.number}.{part}"),
                         cycle_start=cycle_start,
                         rows=rows,
                     ),
@@ -187,10 +178,7 @@ class CursorPass:
                 await self._publish_snapshot(
                     "daily",
                     DailyUsageSnapshotV1(
-                        snapshot_id=self._snapshot_id("daily", now, f"{number}.{part}"),
-                        provider=PROVIDER,
-                        account=self._account,
-                        captured_at=now,
+                        **self._envelope("daily", now, f"{number}.{part}"),
                         rows=day_rows,
                     ),
                 )
@@ -273,8 +261,14 @@ class CursorPass:
             msg_id=snapshot.snapshot_id,
         )
 
-    def _snapshot_id(self, kind: str, at: datetime, part: str) -> str:
-        return f"{PROVIDER}:{self._account}:{kind}:{at.isoformat()}:{part}"
+    def _envelope(self, kind: str, at: datetime, part: str) -> dict[str, Any]:
+        """The fields every snapshot message carries; the id is stable for a capture and part."""
+        return {
+            "snapshot_id": f"{PROVIDER}:{self._account}:{kind}:{at.isoformat()}:{part}",
+            "provider": PROVIDER,
+            "account": self._account,
+            "captured_at": at,
+        }
 
 
 def chunked(items: list[T], size: int) -> list[list[T]]:
