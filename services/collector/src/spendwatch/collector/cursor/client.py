@@ -52,6 +52,7 @@ from spendwatch.collector.cursor.errors import (
 from spendwatch.collector.cursor.normalise import (
     DailyUsagePage,
     GroupsListing,
+    Listing,
     Page,
     SpendPage,
     UsageEventsPage,
@@ -67,6 +68,7 @@ from spendwatch.common.logging import get_logger
 log = get_logger(__name__)
 
 P = TypeVar("P", bound=Page)
+L = TypeVar("L", Listing[Member], GroupsListing)
 
 MAX_WINDOW = timedelta(days=30)  # documented maximum range of Cursor's date-ranged endpoints
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -191,27 +193,26 @@ class CursorAdminClient:
 
     async def members(self) -> list[Member]:
         """Everyone on the team (`GET /teams/members`); unusable rows are logged and skipped."""
-        response = await self._request("GET", "/teams/members")
-        try:
-            listing = normalise.members(parse_json(response.content))
-        except InvalidPayloadError as exc:
-            raise CursorBadResponse(
-                f"/teams/members: {exc}", status=response.status_code, body=response.content
-            ) from exc
-        self._log_invalid("/teams/members", listing.invalid)
+        listing = await self._listing("/teams/members", normalise.members)
         return listing.items
 
     async def groups(self, billing_cycle: date | None = None) -> GroupsListing:
         """Billing groups of a cycle (`GET /teams/groups`, default the current one)."""
         params = {"billingCycle": billing_cycle.isoformat()} if billing_cycle else None
-        response = await self._request("GET", "/teams/groups", params=params)
+        return await self._listing("/teams/groups", normalise.groups, params=params)
+
+    async def _listing(
+        self, path: str, parse: Callable[[Any], L], *, params: dict[str, str] | None = None
+    ) -> L:
+        """GET an unpaged list; a body that is not the documented shape is CursorBadResponse."""
+        response = await self._request("GET", path, params=params)
         try:
-            listing = normalise.groups(parse_json(response.content))
+            listing = parse(parse_json(response.content))
         except InvalidPayloadError as exc:
             raise CursorBadResponse(
-                f"/teams/groups: {exc}", status=response.status_code, body=response.content
+                f"{path}: {exc}", status=response.status_code, body=response.content
             ) from exc
-        self._log_invalid("/teams/groups", listing.invalid)
+        self._log_invalid(path, listing.invalid)
         return listing
 
     async def spend_pages(self, *, page_size: int = 100) -> AsyncGenerator[SpendPage, None]:
