@@ -15,6 +15,7 @@ import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
 from spendwatch.collector import collector_state
 from spendwatch.collector.cursor.client import CursorAdminClient
@@ -85,9 +86,19 @@ def expected_by_user_day(body: dict[str, Any]) -> dict[tuple[str, str], tuple[in
 async def test_a_pass_stores_exactly_the_truth_and_a_second_pass_adds_nothing(
     sim_url: str, js: JetStreamContext, pool: asyncpg.Pool
 ) -> None:
+    published_before = (
+        REGISTRY.get_sample_value(
+            "spendwatch_collector_events_published_total", {"provider": "cursor"}
+        )
+        or 0.0
+    )
     async with running_sink(js, pool):
         first = await collect(sim_url, js, pool)
         expected = await truth(sim_url)
+        published = REGISTRY.get_sample_value(
+            "spendwatch_collector_events_published_total", {"provider": "cursor"}
+        )
+        assert published == published_before + first.events
         assert first.health == "ok"
         assert first.events == expected["total_events"] == first.new_events
         assert await stored_by_user_day(pool) == expected_by_user_day(expected)

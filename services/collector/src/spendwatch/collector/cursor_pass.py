@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import asyncpg
 from nats.js import JetStreamContext
 
-from spendwatch.collector import collector_state
+from spendwatch.collector import collector_state, metrics
 from spendwatch.collector.cursor.client import CursorAdminClient
 from spendwatch.collector.cursor.errors import CursorAuthError, CursorError
 from spendwatch.common.events import (
@@ -120,6 +120,7 @@ class CursorPass:
             )
         summary.requests = self._client.requests_made - requests_before
         summary.duration_seconds = time.monotonic() - started
+        _observe(summary)
         log.info("cursor.pass_done", account=self._account, **_loggable(summary))
         return summary
 
@@ -283,6 +284,14 @@ def windows(start: datetime, end: datetime, size: timedelta) -> list[tuple[datet
         out.append((start, min(start + size, end)))
         start += size
     return out
+
+
+def _observe(summary: PassSummary) -> None:
+    metrics.POLL_PASSES.labels(PROVIDER, summary.health).inc()
+    metrics.POLL_PASS_SECONDS.labels(PROVIDER).observe(summary.duration_seconds)
+    metrics.POLL_EVENTS.labels(PROVIDER).inc(summary.events)
+    metrics.POLL_INVALID.labels(PROVIDER).inc(summary.invalid)
+    metrics.POLL_REQUESTS.labels(PROVIDER).inc(summary.requests)
 
 
 def _loggable(summary: PassSummary) -> dict[str, object]:

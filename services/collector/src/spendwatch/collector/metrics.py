@@ -26,3 +26,25 @@ CONSUMER_PENDING = Gauge(
     "Messages waiting for the durable consumer",
     ["durable"],
 )
+POLL_PASSES = Counter(
+    "spendwatch_collector_passes_total",
+    "Collection passes, by how they ended",
+    ["provider", "health"],
+)
+POLL_PASS_SECONDS = Histogram(
+    "spendwatch_collector_pass_seconds",
+    "Duration of one collection pass",
+    ["provider"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+POLL_EVENTS = Counter(
+    "spendwatch_collector_events_published_total",
+    "Usage events published by the poller",
+    ["provider"],
+)
+POLL_INVALID = Counter(
+    "spendwatch_collector_invalid_total", "Provider items or pages sent to the DLQ", ["provider"]
+)
+POLL_REQUESTS = Counter(
+    "spendwatch_collector_api_requests_total", "Requests made to provider admin APIs", ["provider"]
+)
