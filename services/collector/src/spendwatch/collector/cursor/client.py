@@ -159,7 +159,10 @@ class CursorAdminClient:
             headers={"Accept": "application/json"},
         )
         self._timeout = timeout
-        self._limiter = limiter or AsyncLimiter(requests_per_minute, 60)
+        # Evenly spaced, no burst: Cursor counts requests in a rolling minute, and a leaky bucket
+        # that first lets 20 through at once earns a 429 on the 21st a few seconds later. The 10 %
+        # margin absorbs requests that leave late (after a slow page) and bunch up with the next.
+        self._limiter = limiter or AsyncLimiter(1, 1.1 * 60 / requests_per_minute)
         self._max_attempts = max_attempts
         self._retry_after_cap = retry_after_cap
         self._server_backoff = wait_exponential_jitter(
