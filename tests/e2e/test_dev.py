@@ -56,6 +56,12 @@ def distinct_free_ports(count: int) -> list[int]:
     return ports
 
 
+def dev_args(data_dir: Path, nats_port: int, pg_port: int, metrics_port: int = 0) -> list[str]:
+    """`spendwatch dev` options for servers on the given ports, data under `data_dir`."""
+    args = ["--data-dir", str(data_dir), "--nats-port", str(nats_port), "--pg-port", str(pg_port)]
+    return [*args, "--metrics-port", str(metrics_port)] if metrics_port else args
+
+
 def _parent_of(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -209,16 +215,7 @@ def _postgres_url(ready_line: str) -> str:
 @pytest.mark.timeout(400)
 def test_dev_starts_stops_and_keeps_its_data(tmp_path: Path, start_dev: type[DevRun]) -> None:
     nats_port, pg_port, metrics_port = distinct_free_ports(3)
-    args = (
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--nats-port",
-        str(nats_port),
-        "--pg-port",
-        str(pg_port),
-        "--metrics-port",
-        str(metrics_port),
-    )
+    args = dev_args(tmp_path / "data", nats_port, pg_port, metrics_port)
     services = built_services()
 
     first = start_dev(tmp_path, *args)
@@ -263,14 +260,7 @@ def test_a_terminal_ctrl_c_stops_services_before_servers(tmp_path: Path) -> None
                 "-m",
                 "spendwatch.cli",
                 "dev",
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--nats-port",
-                str(nats_port),
-                "--pg-port",
-                str(pg_port),
-                "--metrics-port",
-                str(metrics_port),
+                *dev_args(tmp_path / "data", nats_port, pg_port, metrics_port),
             ],
             cwd=tmp_path,
             env=env | {"PYTHONUNBUFFERED": "1"},
@@ -302,15 +292,7 @@ def test_dev_reports_a_taken_port_without_a_traceback(
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", nats_port))
         taken.listen()
-        run = start_dev(
-            tmp_path,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--nats-port",
-            str(nats_port),
-            "--pg-port",
-            str(pg_port),
-        )
+        run = start_dev(tmp_path, *dev_args(tmp_path / "data", nats_port, pg_port))
         code = run.proc.wait(STOP_TIMEOUT)
         run._reader.join(10)
     assert code != 0
@@ -350,14 +332,7 @@ def test_demo_feeds_the_collector_from_the_simulator(
         "--demo",
         "--demo-port",
         str(demo_port),
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--nats-port",
-        str(nats_port),
-        "--pg-port",
-        str(pg_port),
-        "--metrics-port",
-        str(metrics_port),
+        *dev_args(tmp_path / "data", nats_port, pg_port, metrics_port),
     )
     ready = run.wait_for(READY)
     assert "services: simulator, collector" in ready, ready
