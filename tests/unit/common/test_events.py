@@ -10,6 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from spendwatch.common.events import (
+    AnomalyClearedV1,
+    AnomalyDetectedV1,
     RosterSnapshotV1,
     SpendSnapshotV1,
     UsageCommittedV1,
@@ -111,3 +113,35 @@ def test_snapshot_and_commit_models_validate_nested_rows() -> None:
     )
     assert commit.keys[0].day == date(2026, 11, 21)
     assert commit.earliest_occurred_at.tzinfo == UTC
+
+
+def test_anomaly_events_round_trip_with_exact_amounts() -> None:
+    detected = AnomalyDetectedV1.model_validate(
+        {
+            "anomaly_id": "a1",
+            "fingerprint": "alice@x.io:spend_spike:2026-11-21",
+            "detector": "spend_spike",
+            "severity": "warning",
+            "subject": "alice@x.io",
+            "metric": "daily_spend",
+            "unit": "usd",
+            "value": "214.12",
+            "threshold": "255.00",
+            "baseline": "51.00",
+            "window_start": "2026-11-21T00:00:00Z",
+            "window_end": "2026-11-22T00:00:00Z",
+            "model": "claude-4.6-opus-max",
+            "message": "Alice: daily spend spiked to $214 (4.2x her 7-day avg of $51)",
+            "evidence_first_at": "2026-11-21T09:12:00Z",
+            "detected_at": "2026-11-21T15:00:02Z",
+        }
+    )
+    assert AnomalyDetectedV1.model_validate_json(detected.model_dump_json()) == detected
+    assert detected.value == Decimal("214.12")
+    cleared = AnomalyClearedV1.model_validate(
+        detected.model_dump(exclude={"type", "severity", "evidence_first_at", "detected_at"})
+        | {"cleared_at": "2026-11-22T00:00:05Z"}
+    )
+    assert cleared.fingerprint == detected.fingerprint
+    with pytest.raises(ValidationError):
+        AnomalyDetectedV1.model_validate(detected.model_dump() | {"detector": "Spend Spike"})

@@ -1,5 +1,6 @@
 """The v1 wire contracts: frozen pydantic models, one per event type."""
 
+from spendwatch.common.events.anomaly import AnomalyClearedV1, AnomalyDetectedV1, Severity
 from spendwatch.common.events.base import Event, utc_now
 from spendwatch.common.events.usage import (
     DailyUsageRow,
@@ -18,6 +19,8 @@ from spendwatch.common.events.usage import (
 )
 
 __all__ = [
+    "AnomalyClearedV1",
+    "AnomalyDetectedV1",
     "DailyUsageRow",
     "DailyUsageSnapshotV1",
     "Event",
@@ -27,6 +30,7 @@ __all__ = [
     "Person",
     "Provider",
     "RosterSnapshotV1",
+    "Severity",
     "SnapshotEvent",
     "SpendSnapshotV1",
     "UsageCommittedV1",

@@ -1,0 +1,131 @@
+"""Detection thresholds: one validated document in the `settings` table (key `detection`).
+
+Defaults follow the product seed; 0 turns a threshold off. Money is USD as Decimal. A stored
+document may hold only some keys: it is merged over the defaults, so new thresholds get their
+defaults without a migration.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Usd = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+Factor = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3)]
+Days = Annotated[int, Field(ge=1, le=365)]
+Users = Annotated[int, Field(ge=2, le=100_000)]
+
+SETTINGS_KEY = "detection"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StaticCaps(_Section):
+    """Hard caps, all off by default; the team budget warns at 100 %, critical at the ratio."""
+
+    user_cycle_spend_usd: Usd = Decimal(0)
+    user_daily_requests: Annotated[int, Field(ge=0)] = 0
+    user_daily_tokens: Annotated[int, Field(ge=0)] = 0
+    team_cycle_budget_usd: Usd = Decimal(0)
+    team_budget_critical_ratio: Factor = Decimal("1.10")
+
+
+class ZScore(_Section):
+    """A user's daily spend far above the team's active users that day (sample std-dev)."""
+
+    multiplier: Factor = Decimal("2.5")
+    min_users: Users = 5
+    min_daily_spend_usd: Usd = Decimal(50)
+
+
+class SpendSpike(_Section):
+    """Today's spend against the user's own average over the lookback (missing days are 0)."""
+
+    multiplier: Factor = Decimal("5.0")
+    lookback_days: Days = 7
+    min_daily_spend_usd: Usd = Decimal(50)
+    min_baseline_usd: Usd = Decimal(1)
+
+
+class CycleOutlier(_Section):
+    """Billing-cycle spend against the team median of active users."""
+
+    multiplier: Factor = Decimal("10.0")
+    min_users: Users = 5
+    min_median_usd: Usd = Decimal(10)
+
+
+class CostPerRequest(_Section):
+    """Today's $/request against the user's own history, naming the model behind it."""
+
+    multiplier: Factor = Decimal("3.0")
+    lookback_days: Days = 30
+    min_daily_spend_usd: Usd = Decimal(20)
+
+
+class ExpensiveModel(_Section):
+    """A user's $/request on a model family against the team median for comparable work."""
+
+    multiplier: Factor = Decimal("5.0")
+    min_requests: Annotated[int, Field(ge=1)] = 20
+
+
+class PlanExhaustion(_Section):
+    """A user went past the plan's included usage this cycle (info; feeds the digest)."""
+
+    enabled: bool = True
+
+
+class Seasonal(_Section):
+    """Spend above a robust weekday/hour baseline (median + k·MAD), after a warm-up."""
+
+    k: Factor = Decimal(4)
+    min_spend_usd: Usd = Decimal(25)
+    min_ratio: Factor = Decimal("2.0")  # at least 200 % of the baseline
+    warmup_days: Days = 21
+
+
+class Runaway(_Section):
+    """Bursts in a sliding window far above the user's own p99, or headless use for hours."""
+
+    p99_multiplier: Factor = Decimal(5)
+    min_window_spend_usd: Usd = Decimal(10)
+    window_minutes: Annotated[int, Field(ge=1, le=240)] = 15
+    headless_hours: Annotated[int, Field(ge=0, le=48)] = 3
+
+
+class DetectionSettings(_Section):
+    """Every detector's thresholds; `critical_factor` = how many threshold-distances is critical."""
+
+    critical_factor: Annotated[Decimal, Field(gt=1, max_digits=6, decimal_places=2)] = Decimal(3)
+    static_caps: StaticCaps = StaticCaps()
+    zscore: ZScore = ZScore()
+    spend_spike: SpendSpike = SpendSpike()
+    cycle_outlier: CycleOutlier = CycleOutlier()
+    cost_per_request: CostPerRequest = CostPerRequest()
+    expensive_model: ExpensiveModel = ExpensiveModel()
+    plan_exhaustion: PlanExhaustion = PlanExhaustion()
+    seasonal: Seasonal = Seasonal()
+    runaway: Runaway = Runaway()
+
+    @model_validator(mode="after")
+    def _budget_ratio_above_one(self) -> DetectionSettings:
+        ratio = self.static_caps.team_budget_critical_ratio
+        if self.static_caps.team_cycle_budget_usd and ratio <= 1:
+            raise ValueError("static_caps.team_budget_critical_ratio must be above 1")
+        return self
+
+    @classmethod
+    def merged(cls, stored: dict[str, Any] | None) -> DetectionSettings:
+        """Defaults with a stored (possibly partial) document over them; validated as a whole."""
+        document = cls().model_dump(mode="json")
+        for section, values in (stored or {}).items():
+            if isinstance(values, dict) and isinstance(document.get(section), dict):
+                document[section] = document[section] | values
+            else:
+                document[section] = values
+        return cls.model_validate(document)
