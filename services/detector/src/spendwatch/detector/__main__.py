@@ -1,0 +1,5 @@
+"""`python -m spendwatch.detector`."""
+
+from spendwatch.detector.main import main
+
+main()

@@ -1,0 +1,111 @@
+"""Detector over the real bus: events → sink → committed notice → anomaly, once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from spendwatch.common.db import create_pool
+from spendwatch.common.events import AnomalyDetectedV1, UsageCommittedV1, UsageRecordedV1
+from spendwatch.common.messaging import publish_event, subjects
+from tests.integration.sinkkit import publish_events, running_sink
+
+pytestmark = pytest.mark.timeout(180)
+
+TODAY = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def event(n: int, at: datetime, dollars: str, user: str = "alice@example.com") -> UsageRecordedV1:
+    return UsageRecordedV1(
+        event_id=f"t:{user}:{n}",
+        provider="cursor",
+        occurred_at=at,
+        user_email=user,
+        model="claude-4.6-opus-max" if at >= TODAY else "claude-4.5-sonnet",
+        kind="usage_based",
+        cost_micros=int(Decimal(dollars) * 1_000_000),
+        ingested_at=datetime.now(UTC),
+    )
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def detector(database_url: str, nats_url: str, nc: NatsClient) -> Iterator[subprocess.Popen[bytes]]:
+    env = os.environ | {"DATABASE_URL": database_url, "NATS_URL": nats_url, "LOG_LEVEL": "INFO"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spendwatch.detector"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:  # wait until it consumes
+        if b"service.ready" in line or time.monotonic() > deadline:
+            break
+    yield proc
+    proc.terminate()
+    proc.wait(30)
+
+
+async def next_anomaly(js: JetStreamContext, timeout: float) -> AnomalyDetectedV1:
+    sub = await js.subscribe(subjects.ANOMALIES_ALL, ordered_consumer=True)
+    try:
+        msg = await sub.next_msg(timeout=timeout)
+    finally:
+        await sub.unsubscribe()
+    return AnomalyDetectedV1.model_validate_json(msg.data)
+
+
+async def test_a_spike_is_published_within_two_seconds_and_only_once(
+    js: JetStreamContext, pool: asyncpg.Pool, detector: subprocess.Popen[bytes]
+) -> None:
+    history = [event(d, TODAY - timedelta(days=d, hours=-10), "10") for d in range(1, 8)]
+    async with running_sink(js, pool):
+        await publish_events(js, history)
+        await asyncio.sleep(1)  # history settles first; its notices find nothing
+        started = time.monotonic()
+        await publish_events(
+            js, [event(100 + i, TODAY + timedelta(hours=9, minutes=i), "60") for i in range(5)]
+        )
+        anomaly = await next_anomaly(js, timeout=5)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0
+    assert anomaly.detector == "spend_spike"
+    assert anomaly.fingerprint == "alice@example.com:spend_spike:2026-11-20"
+    assert anomaly.value == Decimal("300.00")
+    assert anomaly.model == "claude-4.6-opus-max"
+    assert anomaly.evidence_first_at == TODAY + timedelta(hours=9)
+
+    # The same notice again (a redelivery past the duplicate window): nothing new.
+    notice = UsageCommittedV1(
+        commit_id="replayed",
+        provider="cursor",
+        keys=[{"user_email": "alice@example.com", "day": TODAY.date()}],
+        earliest_occurred_at=TODAY,
+        new_events=5,
+        cost_micros=300_000_000,
+        committed_at=datetime.now(UTC),
+    )
+    await publish_event(js, subjects.usage_committed("cursor"), notice, msg_id="replayed")
+    await asyncio.sleep(1.5)
+    info = await js.stream_info("ANOMALIES")
+    assert info.state.messages == 1
+    assert await pool.fetchval("SELECT count(*) FROM anomalies") == 1
