@@ -48,7 +48,12 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def detector(database_url: str, nats_url: str, nc: NatsClient) -> Iterator[subprocess.Popen[bytes]]:
-    env = os.environ | {"DATABASE_URL": database_url, "NATS_URL": nats_url, "LOG_LEVEL": "INFO"}
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "NATS_URL": nats_url,
+        "LOG_LEVEL": "INFO",
+        "METRICS_PORT": "0",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "spendwatch.detector"],
         env=env,

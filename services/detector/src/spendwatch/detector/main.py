@@ -13,6 +13,7 @@ from spendwatch.common.events import UsageCommittedV1
 from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.messaging import ensure_streams, make_broker, subjects
 from spendwatch.common.messaging.streams import USAGE
+from spendwatch.common.observability import start_metrics_server
 from spendwatch.detector.service import Detector
 from spendwatch.detector.settings import DetectorSettings
 
@@ -48,10 +49,21 @@ def build_app(settings: DetectorSettings) -> FastStream:
 
     @app.after_startup
     async def ready() -> None:
+        if settings.metrics_port:
+
+            async def healthy() -> bool:
+                connected: bool = broker.connection.is_connected
+                return connected
+
+            runner = await start_metrics_server(settings.metrics_port, healthy)
+            app.context.set_global("metrics", runner)
         log.info("service.ready", service="detector")
 
     @app.after_shutdown
     async def close() -> None:
+        runner = app.context.get("metrics")
+        if runner is not None:
+            await runner.cleanup()
         await app.context.get("pool").close()
 
     return app

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from spendwatch.common.events import AnomalyDetectedV1, UsageCommittedV1, utc_now
 from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging import publish_event, subjects
-from spendwatch.detector import repository
+from spendwatch.detector import metrics, repository
 from spendwatch.detector.rules import Finding, spend_spike, zscore
 from spendwatch.detector.thresholds import DetectionSettings
 
@@ -90,7 +90,10 @@ class Detector:
         for day in sorted({key.day for key in notice.keys}):
             population = await repository.active_users(self._db, day=day)
             findings.extend(zscore(population, settings.zscore, settings.critical_factor, self._tz))
-        return [a for a in [await self._report(f) for f in _unique(findings)] if a]
+        published = [a for a in [await self._report(f) for f in _unique(findings)] if a]
+        latency = (self._clock() - notice.committed_at).total_seconds()
+        metrics.DETECTION_LATENCY.observe(max(latency, 0.0))
+        return published
 
     async def _report(self, finding: Finding) -> AnomalyDetectedV1 | None:
         if await repository.already_reported(
@@ -102,6 +105,7 @@ class Detector:
             self._js, subjects.anomalies_events(finding.detector), event, msg_id=event.anomaly_id
         )
         await repository.record(self._db, event)
+        metrics.ANOMALIES.labels(event.detector, event.severity).inc()
         log.info(
             "anomaly.detected",
             fingerprint=event.fingerprint,
