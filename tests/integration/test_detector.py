@@ -67,7 +67,7 @@ def detector(database_url: str, nats_url: str, nc: NatsClient) -> Iterator[subpr
             break
     yield proc
     proc.terminate()
-    proc.wait(30)
+    assert proc.wait(30) == 0  # a clean stop on SIGTERM
 
 
 async def anomalies_until_critical(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncpg
 import uvloop
+from aiohttp import web
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
@@ -20,11 +22,51 @@ from spendwatch.detector.settings import DetectorSettings
 log = get_logger("spendwatch.detector")
 
 
+class DetectorRuntime:
+    """What runs between start-up and shutdown: the pool, the detector, /metrics."""
+
+    def __init__(self, settings: DetectorSettings, broker: NatsBroker) -> None:
+        self._settings = settings
+        self._broker = broker
+        self._pool: asyncpg.Pool | None = None
+        self._http: web.AppRunner | None = None
+        self.detector: Detector | None = None
+
+    async def start(self) -> None:
+        """Pool and streams before the subscriber consumes; then /metrics."""
+        self._pool = await create_pool(self._settings.database_url.get_secret_value(), max_size=4)
+        await self._broker.connect()
+        js = self._broker.connection.jetstream()
+        await ensure_streams(js)
+        self.detector = Detector(db=self._pool, js=js, timezone=self._settings.team_timezone)
+
+    async def ready(self) -> None:
+        """Serve /metrics and say so."""
+        if self._settings.metrics_port:
+            self._http = await start_metrics_server(self._settings.metrics_port, self.healthy)
+        log.info("service.ready", service="detector")
+
+    async def healthy(self) -> bool:
+        """Connected to NATS."""
+        connected: bool = self._broker.connection.is_connected
+        return connected
+
+    async def stop(self) -> None:
+        """Release what start() took (the broker is stopped by FastStream before this)."""
+        if self._http:
+            await self._http.cleanup()
+        if self._pool:
+            await self._pool.close()
+
+
 def build_app(settings: DetectorSettings) -> FastStream:
     """The detector: evaluates every `usage.committed` notice once its rows are durable."""
-    broker: NatsBroker = make_broker(settings, name="detector")
+    broker = make_broker(settings, name="detector")
+    runtime = DetectorRuntime(settings, broker)
     app = FastStream(broker, logger=log)
-    state: dict[str, Detector] = {}
+    app.on_startup(runtime.start)
+    app.after_startup(runtime.ready)
+    app.after_shutdown(runtime.stop)
 
     @broker.subscriber(
         subjects.USAGE_COMMITTED_ALL,
@@ -35,36 +77,8 @@ def build_app(settings: DetectorSettings) -> FastStream:
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
     async def on_committed(notice: UsageCommittedV1) -> None:
-        await state["detector"].evaluate(notice)
-
-    @app.on_startup
-    async def connect() -> None:
-        pool = await create_pool(settings.database_url.get_secret_value(), max_size=4)
-        await broker.connect()
-        await ensure_streams(broker.connection.jetstream())
-        state["detector"] = Detector(
-            db=pool, js=broker.connection.jetstream(), timezone=settings.team_timezone
-        )
-        app.context.set_global("pool", pool)
-
-    @app.after_startup
-    async def ready() -> None:
-        if settings.metrics_port:
-
-            async def healthy() -> bool:
-                connected: bool = broker.connection.is_connected
-                return connected
-
-            runner = await start_metrics_server(settings.metrics_port, healthy)
-            app.context.set_global("metrics", runner)
-        log.info("service.ready", service="detector")
-
-    @app.after_shutdown
-    async def close() -> None:
-        runner = app.context.get("metrics")
-        if runner is not None:
-            await runner.cleanup()
-        await app.context.get("pool").close()
+        assert runtime.detector is not None  # set before the subscriber starts
+        await runtime.detector.evaluate(notice)
 
     return app
 
