@@ -18,12 +18,14 @@ from nats.js import JetStreamContext
 
 from spendwatch.common.db import create_pool
 from spendwatch.common.events import AnomalyDetectedV1, UsageCommittedV1, UsageRecordedV1
-from spendwatch.common.messaging import publish_event, subjects
-from tests.integration.sinkkit import publish_events, running_sink
+from spendwatch.common.messaging import ConsumerSpec, publish_event, subjects
+from tests.integration.sinkkit import consumer_drained, publish_events, running_sink, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC)
+# Only its name is used, to ask NATS whether the detector has handled every notice.
+DETECTOR = ConsumerSpec(stream="USAGE", durable="detector-USAGE", filter_subjects=())
 
 
 def event(n: int, at: datetime, dollars: str, user: str = "alice@example.com") -> UsageRecordedV1:
@@ -128,3 +130,27 @@ async def test_a_spike_is_published_within_two_seconds_and_only_once(
     info = await js.stream_info("ANOMALIES")
     assert info.state.messages == len(seen)
     assert await pool.fetchval("SELECT count(*) FROM anomalies") == len(seen)
+
+
+async def test_a_threshold_change_applies_to_the_next_evaluation(
+    js: JetStreamContext, pool: asyncpg.Pool, detector: subprocess.Popen[bytes]
+) -> None:
+    bob = "bob@example.com"
+    async with running_sink(js, pool):
+        await publish_events(
+            js, [event(i, TODAY + timedelta(hours=8, minutes=i), "1", bob) for i in range(4)]
+        )
+        await wait_for(lambda: consumer_drained(js), what="the sink")
+        await wait_for(lambda: consumer_drained(js, DETECTOR), what="the detector")
+        assert await pool.fetchval("SELECT count(*) FROM anomalies") == 0  # caps are off
+        await pool.execute(
+            "INSERT INTO settings (key, value, updated_by) VALUES ('detection', $1, 'test')",
+            {"static_caps": {"user_daily_requests": 3}},
+        )
+        await publish_events(js, [event(9, TODAY + timedelta(hours=9), "1", bob)])
+        sub = await js.subscribe(subjects.ANOMALIES_ALL, ordered_consumer=True)
+        anomaly = AnomalyDetectedV1.model_validate_json((await sub.next_msg(timeout=5)).data)
+        await sub.unsubscribe()
+    assert anomaly.detector == "requests_cap"
+    assert (anomaly.value, anomaly.threshold) == (5, 3)
+    assert anomaly.severity == "warning"

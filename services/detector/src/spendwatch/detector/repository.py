@@ -17,6 +17,8 @@ MICROS = Decimal(1_000_000)
 # Per user and day: spend, requests, the earliest event and the model with the most spend.
 _USER_DAYS = """
 SELECT user_email, day, sum(cost_micros)::bigint AS micros, sum(events)::bigint AS requests,
+       sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)::bigint
+           AS tokens,
        min(first_event_at) AS first_event_at,
        (array_agg(model ORDER BY cost_micros DESC, model))[1] AS top_model
 FROM usage_daily_user_model
@@ -33,6 +35,7 @@ def _user_day(row: asyncpg.Record) -> UserDay:
         requests=row["requests"],
         first_event_at=row["first_event_at"],
         top_model=row["top_model"],
+        tokens=row["tokens"],
     )
 
 

@@ -14,11 +14,13 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from spendwatch.detector.thresholds import SpendSpike, ZScore
+from spendwatch.detector.thresholds import SpendSpike, StaticCaps, ZScore
 
 Severity = Literal["warning", "critical"]
 
 SPEND_SPIKE = "spend_spike"
+REQUESTS_CAP = "requests_cap"
+TOKENS_CAP = "tokens_cap"
 ZSCORE = "zscore"
 DAILY_SPEND = "daily_spend"
 USD = "usd"
@@ -42,6 +44,7 @@ class UserDay:
     first_event_at: datetime | None
     top_model: str | None
     name: str | None = None
+    tokens: int = 0  # input + output + cache read + cache write
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +174,37 @@ def zscore(
     return findings
 
 
+def daily_caps(
+    day: UserDay, caps: StaticCaps, critical_factor: Decimal, tz: ZoneInfo
+) -> list[Finding]:
+    """A user's requests or tokens on one day over a hard cap (each cap off at 0).
+
+    Critical once the value is `critical_factor` times the cap (the distance from zero).
+    """
+    findings = []
+    for detector, metric, unit, used, cap in (
+        (REQUESTS_CAP, "daily_requests", "requests", day.requests, caps.user_daily_requests),
+        (TOKENS_CAP, "daily_tokens", "tokens", day.tokens, caps.user_daily_tokens),
+    ):
+        if cap and used > cap:
+            value, limit = Decimal(used), Decimal(cap)
+            findings.append(
+                _finding(
+                    detector,
+                    day,
+                    threshold=limit,
+                    baseline=Decimal(0),
+                    severity=severity(value, limit, Decimal(0), critical_factor),
+                    message=f"{_name(day)}: {used:,} {unit} today, over the cap of {cap:,}",
+                    tz=tz,
+                    metric=metric,
+                    unit=unit,
+                    value=value,
+                )
+            )
+    return findings
+
+
 def _finding(
     detector: str,
     day: UserDay,
@@ -180,14 +214,17 @@ def _finding(
     severity: Severity,
     message: str,
     tz: ZoneInfo,
+    metric: str = DAILY_SPEND,
+    unit: str = USD,
+    value: Decimal | None = None,
 ) -> Finding:
     start, end = day_window(day.day, tz)
     return Finding(
         detector=detector,
         subject=day.user_email,
-        metric=DAILY_SPEND,
-        unit=USD,
-        value=_cents(day.spend),
+        metric=metric,
+        unit=unit,
+        value=_cents(day.spend) if value is None else value,
         threshold=_cents(threshold),
         baseline=_cents(baseline),
         window_start=start,

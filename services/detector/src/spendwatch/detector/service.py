@@ -20,7 +20,7 @@ from spendwatch.common.events import AnomalyDetectedV1, UsageCommittedV1, utc_no
 from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging import publish_event, subjects
 from spendwatch.detector import metrics, repository
-from spendwatch.detector.rules import Finding, spend_spike, zscore
+from spendwatch.detector.rules import Finding, daily_caps, spend_spike, zscore
 from spendwatch.detector.thresholds import DetectionSettings
 
 log = get_logger(__name__)
@@ -83,6 +83,9 @@ class Detector:
             )
             today = next((d for d in history if d.day == key.day), None)
             if today is not None:
+                findings += daily_caps(
+                    today, settings.static_caps, settings.critical_factor, self._tz
+                )
                 found = spend_spike(
                     today, history, settings.spend_spike, settings.critical_factor, self._tz
                 )
