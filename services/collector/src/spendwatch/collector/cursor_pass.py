@@ -19,7 +19,7 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from spendwatch.collector import collector_state, metrics
-from spendwatch.collector.cursor.client import CursorAdminClient
+from spendwatch.collector.cursor.client import CursorAdminClient, windows
 from spendwatch.collector.cursor.errors import CursorAuthError, CursorError
 from spendwatch.common.events import (
     DailyUsageSnapshotV1,
@@ -38,7 +38,6 @@ from spendwatch.common.messaging import (
 
 PROVIDER = "cursor"
 EVENTS_FEED = "usage_events"
-WINDOW = timedelta(days=30)  # the documented maximum range of Cursor's date-ranged endpoints
 DAILY_LOOKBACK = timedelta(days=7)  # daily activity is re-read this far back on every pass
 SNAPSHOT_ROWS = 500  # rows per snapshot message (~300 KB at most)
 
@@ -206,7 +205,7 @@ class CursorPass:
                 start = min(start, cycle_start)
         summary.window_start, summary.window_end = start, now
         held = False  # once a window is incomplete, later windows must not move the checkpoint
-        for window_start, window_end in windows(start, now, WINDOW):
+        for window_start, window_end in windows(start, now):
             complete = True
             async for page in self._client.usage_event_pages(window_start, window_end):
                 await self._publish_events(page.events, summary)
@@ -275,15 +274,6 @@ class CursorPass:
 def chunked(items: list[T], size: int) -> list[list[T]]:
     """`items` in consecutive lists of at most `size`."""
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def windows(start: datetime, end: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
-    """[start, end) cut into consecutive windows of at most `size`, oldest first."""
-    out: list[tuple[datetime, datetime]] = []
-    while start < end:
-        out.append((start, min(start + size, end)))
-        start += size
-    return out
 
 
 def _observe(summary: PassSummary) -> None:

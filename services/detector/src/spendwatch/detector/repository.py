@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from spendwatch.common.events import AnomalyDetectedV1
-from spendwatch.detector.rules import UserDay
+from spendwatch.detector.rules import SEVERITY_RANK, UserDay
 from spendwatch.detector.thresholds import SETTINGS_KEY
 
 MICROS = Decimal(1_000_000)
@@ -66,17 +66,19 @@ async def active_users(db: asyncpg.Pool, *, day: date) -> list[UserDay]:
     return [_user_day(row) for row in rows if row["micros"] > 0]
 
 
-_SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
+# SEVERITY_RANK in SQL (our own constants, not input).
+_SEVERITY_RANK = (
+    "CASE severity " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in SEVERITY_RANK.items()) + " END"
+)
 
 
 async def already_reported(db: asyncpg.Pool, *, fingerprint: str, severity: str) -> bool:
     """An anomaly of this fingerprint at this severity or worse is on record."""
-    rank = {"critical": 3, "warning": 2}.get(severity, 1)
     found: bool = await db.fetchval(
         f"SELECT EXISTS (SELECT 1 FROM anomalies WHERE fingerprint = $1 AND kind = 'detected'"
         f" AND {_SEVERITY_RANK} >= $2)",
         fingerprint,
-        rank,
+        SEVERITY_RANK[severity],
     )
     return found
 

@@ -18,6 +18,7 @@ from spendwatch.detector.thresholds import SpendSpike, StaticCaps, ZScore
 
 Severity = Literal["warning", "critical"]
 
+SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}  # worse is higher
 SPEND_SPIKE = "spend_spike"
 REQUESTS_CAP = "requests_cap"
 TOKENS_CAP = "tokens_cap"

@@ -20,7 +20,7 @@ from spendwatch.common.events import AnomalyDetectedV1, UsageCommittedV1, utc_no
 from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging import publish_event, subjects
 from spendwatch.detector import metrics, repository
-from spendwatch.detector.rules import Finding, daily_caps, spend_spike, zscore
+from spendwatch.detector.rules import SEVERITY_RANK, Finding, daily_caps, spend_spike, zscore
 from spendwatch.detector.thresholds import DetectionSettings
 
 log = get_logger(__name__)
@@ -121,12 +121,11 @@ class Detector:
 
 def _unique(findings: list[Finding]) -> list[Finding]:
     """One finding per fingerprint (the worst), so a batch never reports one thing twice."""
-    rank = {"warning": 1, "critical": 2}
     worst: dict[str, Finding] = {}
     for finding in findings:
         kept = worst.get(finding.fingerprint)
-        if kept is None or (rank[kept.severity], kept.value) < (
-            rank[finding.severity],
+        if kept is None or (SEVERITY_RANK[kept.severity], kept.value) < (
+            SEVERITY_RANK[finding.severity],
             finding.value,
         ):
             worst[finding.fingerprint] = finding
