@@ -78,6 +78,13 @@ async def assert_exact(pool: asyncpg.Pool, events: list[UsageRecordedV1]) -> Non
         await pool.fetchval("SELECT sum(cost_micros) FROM usage_daily_user_model") == expected_total
     )
     assert await pool.fetchval("SELECT sum(events) FROM usage_daily_user_model") == len(unique)
+    on_demand = [e for e in unique.values() if e.kind == "usage_based"]
+    assert tuple(
+        await pool.fetchrow(
+            "SELECT sum(usage_based_events)::bigint, sum(usage_based_micros)::bigint"
+            " FROM usage_daily_user_model"
+        )
+    ) == (len(on_demand), sum(e.cost_micros for e in on_demand))
     expected: dict[tuple[str, str, str], tuple[int, int]] = {}
     for e in unique.values():
         key = (e.occurred_at.date().isoformat(), e.user_email, e.model)

@@ -44,6 +44,11 @@ def day(
     )
 
 
+def spike(**overrides: object) -> SpendSpike:
+    """The spike settings without the warm-up and the long lookback (tested on their own)."""
+    return SpendSpike.model_validate({"warmup_days": 0, "long_lookback_days": 0, **overrides})
+
+
 def ago(n: int) -> date:
     return TODAY - timedelta(days=n)
 
@@ -54,7 +59,7 @@ ONE_70_DAY = [day(70, on=ago(3))]  # $70 over 7 days -> baseline $10 -> threshol
 
 
 def test_missing_days_count_as_zero() -> None:
-    found = spend_spike(day("60"), ONE_70_DAY, SpendSpike(), CRITICAL, UTC_TZ)
+    found = spend_spike(day("60"), ONE_70_DAY, spike(), CRITICAL, UTC_TZ)
     assert found is not None
     assert found.baseline == Decimal("10.00")
     assert found.threshold == Decimal("50.00")
@@ -62,7 +67,7 @@ def test_missing_days_count_as_zero() -> None:
 
 
 def test_spike_fires_only_above_the_threshold() -> None:
-    settings = SpendSpike(min_daily_spend_usd=Decimal(0))
+    settings = spike(min_daily_spend_usd=Decimal(0))
     assert spend_spike(day("50.00"), ONE_70_DAY, settings, CRITICAL, UTC_TZ) is None
     found = spend_spike(day("50.01"), ONE_70_DAY, settings, CRITICAL, UTC_TZ)
     assert found is not None
@@ -77,19 +82,19 @@ def test_spike_ignores_today_the_future_other_users_and_days_before_the_lookback
         day(1000, on=ago(8)),
         day(1000, on=ago(1), email="bob@x.com"),
     ]
-    found = spend_spike(day("60"), history, SpendSpike(), CRITICAL, UTC_TZ)
+    found = spend_spike(day("60"), history, spike(), CRITICAL, UTC_TZ)
     assert found is not None
     assert found.baseline == Decimal("10.00")
 
 
 def test_the_lookback_includes_its_first_day() -> None:
-    found = spend_spike(day("60"), [day(70, on=ago(7))], SpendSpike(), CRITICAL, UTC_TZ)
+    found = spend_spike(day("60"), [day(70, on=ago(7))], spike(), CRITICAL, UTC_TZ)
     assert found is not None
     assert found.baseline == Decimal("10.00")
 
 
 def test_no_history_uses_the_floor_and_says_so() -> None:
-    found = spend_spike(day("60"), [], SpendSpike(), CRITICAL, UTC_TZ)
+    found = spend_spike(day("60"), [], spike(), CRITICAL, UTC_TZ)
     assert found is not None
     assert found.baseline == Decimal("0.00")  # the true baseline is reported
     assert found.threshold == Decimal("5.00")  # $1 floor x 5
@@ -98,7 +103,7 @@ def test_no_history_uses_the_floor_and_says_so() -> None:
 
 def test_a_tiny_baseline_is_floored_for_the_threshold() -> None:
     history = [day("0.70", on=ago(1))]  # baseline $0.10, floored to $1 -> threshold $5
-    settings = SpendSpike(min_daily_spend_usd=Decimal(0))
+    settings = spike(min_daily_spend_usd=Decimal(0))
     assert spend_spike(day("4.99"), history, settings, CRITICAL, UTC_TZ) is None
     found = spend_spike(day("5.01"), history, settings, CRITICAL, UTC_TZ)
     assert found is not None
@@ -107,26 +112,26 @@ def test_a_tiny_baseline_is_floored_for_the_threshold() -> None:
 
 
 def test_below_the_daily_floor_nothing_fires() -> None:
-    assert spend_spike(day("49.99"), [], SpendSpike(), CRITICAL, UTC_TZ) is None
+    assert spend_spike(day("49.99"), [], spike(), CRITICAL, UTC_TZ) is None
 
 
 def test_spike_warning_then_critical() -> None:
     # baseline $10, threshold $50: critical once the excess is > 3 x $40, i.e. above $130
-    warn = spend_spike(day("130"), ONE_70_DAY, SpendSpike(), CRITICAL, UTC_TZ)
-    crit = spend_spike(day("130.01"), ONE_70_DAY, SpendSpike(), CRITICAL, UTC_TZ)
+    warn = spend_spike(day("130"), ONE_70_DAY, spike(), CRITICAL, UTC_TZ)
+    crit = spend_spike(day("130.01"), ONE_70_DAY, spike(), CRITICAL, UTC_TZ)
     assert warn is not None
     assert crit is not None
     assert (warn.severity, crit.severity) == ("warning", "critical")
 
 
 def test_spike_multiplier_zero_disables() -> None:
-    settings = SpendSpike(multiplier=Decimal(0))
+    settings = spike(multiplier=Decimal(0))
     assert spend_spike(day("5000"), [], settings, CRITICAL, UTC_TZ) is None
 
 
 def test_spike_finding_fields_and_exact_message() -> None:
     history = [day(357, on=ago(2))]  # $357 / 7 = $51
-    found = spend_spike(day("214"), history, SpendSpike(multiplier=Decimal(4)), CRITICAL, UTC_TZ)
+    found = spend_spike(day("214"), history, spike(multiplier=Decimal(4)), CRITICAL, UTC_TZ)
     assert found == Finding(
         detector="spend_spike",
         subject="alice@x.com",
@@ -149,8 +154,8 @@ def test_spike_finding_fields_and_exact_message() -> None:
 def test_the_display_name_wins_over_the_email() -> None:
     named = day("60", email="a.smith+cursor@x.com", name="Alice S.")
     anonymous = day("60", email="alice_mae.smith-jones+cursor@x.com")
-    first = spend_spike(named, [], SpendSpike(), CRITICAL, UTC_TZ)
-    second = spend_spike(anonymous, [], SpendSpike(), CRITICAL, UTC_TZ)
+    first = spend_spike(named, [], spike(), CRITICAL, UTC_TZ)
+    second = spend_spike(anonymous, [], spike(), CRITICAL, UTC_TZ)
     assert first is not None
     assert second is not None
     assert first.message.startswith("Alice S.: ")
@@ -158,7 +163,7 @@ def test_the_display_name_wins_over_the_email() -> None:
 
 
 def test_spike_window_follows_the_team_timezone() -> None:
-    found = spend_spike(day("60"), [], SpendSpike(), CRITICAL, ZoneInfo("Asia/Kolkata"))
+    found = spend_spike(day("60"), [], spike(), CRITICAL, ZoneInfo("Asia/Kolkata"))
     assert found is not None
     assert found.window_start == datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
     assert found.window_key == "2026-11-21"

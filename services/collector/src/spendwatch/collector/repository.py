@@ -49,16 +49,18 @@ WITH new AS (
     ON CONFLICT (provider, event_id, occurred_at) DO NOTHING
     RETURNING e.provider, e.user_email, e.model, e.occurred_at, e.cost_micros, e.input_tokens,
               e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.request_units,
-              e.max_mode, e.is_headless,
+              e.max_mode, e.is_headless, e.kind,
               (e.occurred_at AT TIME ZONE $1)::date AS day
 ), rolled AS (
     INSERT INTO usage_daily_user_model AS r (
         day, user_email, provider, model, events, cost_micros, input_tokens, output_tokens,
         cache_read_tokens, cache_write_tokens, request_units, max_mode_events, headless_events,
-        first_event_at, last_event_at)
+        usage_based_events, usage_based_micros, first_event_at, last_event_at)
     SELECT day, user_email, provider, model, count(*), sum(cost_micros), sum(input_tokens),
            sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(request_units),
            count(*) FILTER (WHERE max_mode), count(*) FILTER (WHERE is_headless),
+           count(*) FILTER (WHERE kind = 'usage_based'),
+           coalesce(sum(cost_micros) FILTER (WHERE kind = 'usage_based'), 0),
            min(occurred_at), max(occurred_at)
     FROM new
     GROUP BY day, user_email, provider, model
@@ -73,6 +75,8 @@ WITH new AS (
         request_units = r.request_units + EXCLUDED.request_units,
         max_mode_events = r.max_mode_events + EXCLUDED.max_mode_events,
         headless_events = r.headless_events + EXCLUDED.headless_events,
+        usage_based_events = r.usage_based_events + EXCLUDED.usage_based_events,
+        usage_based_micros = r.usage_based_micros + EXCLUDED.usage_based_micros,
         first_event_at = least(r.first_event_at, EXCLUDED.first_event_at),
         last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at)
     RETURNING 1

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import timedelta
+
 import asyncpg
+import nats.errors
 import uvloop
 from aiohttp import web
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from spendwatch.common.db import create_pool
-from spendwatch.common.events import UsageCommittedV1
+from spendwatch.common.events import SettingsUpdatedV1, UsageCommittedV1
 from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.messaging import ensure_streams, make_broker, subjects
-from spendwatch.common.messaging.streams import USAGE
+from spendwatch.common.messaging.streams import SETTINGS, USAGE
 from spendwatch.common.observability import start_metrics_server
 from spendwatch.detector.service import Detector
 from spendwatch.detector.settings import DetectorSettings
@@ -23,13 +28,14 @@ log = get_logger("spendwatch.detector")
 
 
 class DetectorRuntime:
-    """What runs between start-up and shutdown: the pool, the detector, /metrics."""
+    """What runs between start-up and shutdown: the pool, the detector, its tick, /metrics."""
 
     def __init__(self, settings: DetectorSettings, broker: NatsBroker) -> None:
         self._settings = settings
         self._broker = broker
         self._pool: asyncpg.Pool | None = None
         self._http: web.AppRunner | None = None
+        self._ticking: asyncio.Task[None] | None = None
         self.detector: Detector | None = None
 
     async def start(self) -> None:
@@ -38,10 +44,16 @@ class DetectorRuntime:
         await self._broker.connect()
         js = self._broker.connection.jetstream()
         await ensure_streams(js)
-        self.detector = Detector(db=self._pool, js=js, timezone=self._settings.team_timezone)
+        self.detector = Detector(
+            db=self._pool,
+            js=js,
+            timezone=self._settings.team_timezone,
+            clear_grace=timedelta(seconds=self._settings.clear_grace_seconds),
+        )
 
     async def ready(self) -> None:
-        """Serve /metrics and say so."""
+        """Start the tick, serve /metrics and say so."""
+        self._ticking = asyncio.create_task(self._tick_forever())
         if self._settings.metrics_port:
             self._http = await start_metrics_server(self._settings.metrics_port, self.healthy)
         log.info("service.ready", service="detector")
@@ -51,8 +63,25 @@ class DetectorRuntime:
         connected: bool = self._broker.connection.is_connected
         return connected
 
+    async def tick(self) -> None:
+        """One tick; a failure on our side is logged and retried at the next one."""
+        assert self.detector is not None  # set before anything ticks
+        try:
+            await self.detector.tick()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, nats.errors.Error):
+            log.warning("detector.tick_failed", exc_info=True)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(self._settings.tick_seconds)
+
     async def stop(self) -> None:
         """Release what start() took (the broker is stopped by FastStream before this)."""
+        if self._ticking:
+            self._ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticking
         if self._http:
             await self._http.cleanup()
         if self._pool:
@@ -79,6 +108,18 @@ def build_app(settings: DetectorSettings) -> FastStream:
     async def on_committed(notice: UsageCommittedV1) -> None:
         assert runtime.detector is not None  # set before the subscriber starts
         await runtime.detector.evaluate(notice)
+
+    @broker.subscriber(
+        subjects.SETTINGS_UPDATED,
+        stream=JStream(SETTINGS.name, declare=False),
+        durable=subjects.durable("detector", SETTINGS.name),
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW, ack_wait=60),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_settings(update: SettingsUpdatedV1) -> None:
+        # Thresholds are read on every evaluation; the tick applies new cycle thresholds now.
+        log.info("detector.settings_updated", key=update.key, actor=update.actor)
+        await runtime.tick()
 
     return app
 

@@ -7,6 +7,7 @@ from prometheus_client import Counter, Histogram
 ANOMALIES = Counter(
     "spendwatch_detector_anomalies_total", "Anomalies published", ["detector", "severity"]
 )
+CLEARED = Counter("spendwatch_detector_cleared_total", "Anomalies cleared", ["detector"])
 DETECTION_LATENCY = Histogram(
     "spendwatch_detection_latency_seconds",
     "From the sink's commit to the end of the evaluation of its notice",

@@ -1,20 +1,34 @@
-"""SQL the detector owns: reading usage from the rollup, thresholds, and recording anomalies."""
+"""SQL the detector owns: usage read from the rollup (raw events only for one user's recent
+requests), thresholds, the billing-cycle anchor, and the anomalies it recorded."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from spendwatch.common.events import AnomalyDetectedV1
-from spendwatch.detector.rules import SEVERITY_RANK, UserDay
+from spendwatch.common.events import AnomalyClearedV1, AnomalyDetectedV1
+from spendwatch.detector.burst_rules import Request
+from spendwatch.detector.cycle_rules import CycleSpend
+from spendwatch.detector.findings import SEVERITY_RANK
+from spendwatch.detector.rules import ModelDay, UserDay
 from spendwatch.detector.thresholds import SETTINGS_KEY
 
 MICROS = Decimal(1_000_000)
 
-# Per user and day: spend, requests, the earliest event and the model with the most spend.
+# Display names: the latest roster entry per e-mail address.
+_NAMES = """
+SELECT DISTINCT ON (user_email) user_email, name FROM members
+WHERE user_email = ANY($1::text[]) AND name IS NOT NULL ORDER BY user_email, captured_at DESC
+"""
+
+# Per user and day: spend, requests, tokens, the earliest event and the model with the most spend.
 _USER_DAYS = """
 SELECT user_email, day, sum(cost_micros)::bigint AS micros, sum(events)::bigint AS requests,
        sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)::bigint
@@ -27,7 +41,7 @@ GROUP BY user_email, day
 """
 
 
-def _user_day(row: asyncpg.Record) -> UserDay:
+def _user_day(row: asyncpg.Record, names: dict[str, str]) -> UserDay:
     return UserDay(
         user_email=row["user_email"],
         day=row["day"],
@@ -35,8 +49,14 @@ def _user_day(row: asyncpg.Record) -> UserDay:
         requests=row["requests"],
         first_event_at=row["first_event_at"],
         top_model=row["top_model"],
+        name=names.get(row["user_email"]),
         tokens=row["tokens"],
     )
+
+
+async def names(db: asyncpg.Pool, users: Sequence[str]) -> dict[str, str]:
+    """Display names of these users, where the roster has one."""
+    return {r["user_email"]: r["name"] for r in await db.fetch(_NAMES, list(users))}
 
 
 async def thresholds(db: asyncpg.Pool) -> dict[str, Any] | None:
@@ -47,54 +67,243 @@ async def thresholds(db: asyncpg.Pool) -> dict[str, Any] | None:
     return value
 
 
-async def user_history(
-    db: asyncpg.Pool, *, user_email: str, day: date, lookback_days: int
+async def user_days(
+    db: asyncpg.Pool, *, users: Sequence[str], first: date, last: date
 ) -> list[UserDay]:
-    """The user's days with usage from `lookback_days` before `day` up to and including it."""
+    """These users' days with usage from `first` to `last` (inclusive)."""
     rows = await db.fetch(
-        _USER_DAYS.format(where="user_email = $1 AND day BETWEEN $2 AND $3"),
-        user_email,
-        day - timedelta(days=lookback_days),
+        _USER_DAYS.format(where="user_email = ANY($1::text[]) AND day BETWEEN $2 AND $3"),
+        list(users),
+        first,
+        last,
+    )
+    named = await names(db, users)
+    return [_user_day(row, named) for row in rows]
+
+
+async def population(db: asyncpg.Pool, *, day: date) -> list[UserDay]:
+    """Everyone with spend on `day`."""
+    rows = [r for r in await db.fetch(_USER_DAYS.format(where="day = $1"), day) if r["micros"] > 0]
+    named = await names(db, [r["user_email"] for r in rows])
+    return [_user_day(row, named) for row in rows]
+
+
+async def model_days(db: asyncpg.Pool, *, keys: Sequence[tuple[str, date]]) -> list[ModelDay]:
+    """Per-model usage of these (user, day) keys."""
+    rows = await db.fetch(
+        """
+        SELECT r.user_email, r.day, r.model, sum(r.cost_micros)::bigint AS micros,
+               sum(r.events)::bigint AS requests, min(r.first_event_at) AS first_event_at
+        FROM usage_daily_user_model AS r
+        JOIN unnest($1::text[], $2::date[]) AS k(user_email, day)
+          ON r.user_email = k.user_email AND r.day = k.day
+        GROUP BY r.user_email, r.day, r.model
+        """,
+        [user for user, _ in keys],
+        [day for _, day in keys],
+    )
+    named = await names(db, sorted({user for user, _ in keys}))
+    return [
+        ModelDay(
+            user_email=r["user_email"],
+            day=r["day"],
+            model=r["model"],
+            spend=Decimal(r["micros"]) / MICROS,
+            requests=r["requests"],
+            first_event_at=r["first_event_at"],
+            name=named.get(r["user_email"]),
+        )
+        for r in rows
+    ]
+
+
+async def team_top_model(db: asyncpg.Pool, *, day: date) -> str | None:
+    """The model with the most requests across the team that day."""
+    model: str | None = await db.fetchval(
+        "SELECT model FROM usage_daily_user_model WHERE day = $1 GROUP BY model"
+        " ORDER BY sum(events) DESC, model LIMIT 1",
         day,
     )
-    return [_user_day(row) for row in rows]
+    return model
 
 
-async def active_users(db: asyncpg.Pool, *, day: date) -> list[UserDay]:
-    """Everyone with spend on `day`."""
-    rows = await db.fetch(_USER_DAYS.format(where="day = $1"), day)
-    return [_user_day(row) for row in rows if row["micros"] > 0]
+async def requests(
+    db: asyncpg.Pool, *, users: Sequence[str], start: datetime, end: datetime
+) -> dict[str, list[Request]]:
+    """Each user's requests in [start, end), oldest first."""
+    rows = await db.fetch(
+        """
+        SELECT user_email, occurred_at, cost_micros, model, is_headless,
+               input_tokens + output_tokens + cache_read_tokens + cache_write_tokens AS tokens
+        FROM usage_events
+        WHERE user_email = ANY($1::text[]) AND occurred_at >= $2 AND occurred_at < $3
+        ORDER BY user_email, occurred_at, event_id
+        """,
+        list(users),
+        start,
+        end,
+    )
+    found: dict[str, list[Request]] = defaultdict(list)
+    for r in rows:
+        found[r["user_email"]].append(
+            Request(
+                at=r["occurred_at"],
+                spend=Decimal(r["cost_micros"]) / MICROS,
+                tokens=r["tokens"],
+                headless=r["is_headless"],
+                model=r["model"],
+            )
+        )
+    return found
 
+
+async def cycle_anchor(db: asyncpg.Pool) -> date | None:
+    """The date of the latest billing-cycle start a provider reported (UTC, as Cursor dates it)."""
+    found: datetime | None = await db.fetchval("SELECT max(cycle_start) FROM spend_snapshots")
+    return found.date() if found else None
+
+
+async def cycle_spends(db: asyncpg.Pool, *, first: date, end: date) -> list[CycleSpend]:
+    """Everyone's spend on days [first, end), with what went past the included plan."""
+    rows = await db.fetch(
+        """
+        SELECT user_email, sum(cost_micros)::bigint AS micros,
+               sum(usage_based_micros)::bigint AS on_demand,
+               sum(usage_based_events)::bigint AS on_demand_requests,
+               min(day) FILTER (WHERE usage_based_events > 0) AS first_on_demand_day,
+               (array_agg(model ORDER BY cost_micros DESC, model))[1] AS top_model
+        FROM usage_daily_user_model
+        WHERE day >= $1 AND day < $2
+        GROUP BY user_email
+        """,
+        first,
+        end,
+    )
+    named = await names(db, [r["user_email"] for r in rows])
+    return [
+        CycleSpend(
+            user_email=r["user_email"],
+            spend=Decimal(r["micros"]) / MICROS,
+            on_demand=Decimal(r["on_demand"]) / MICROS,
+            on_demand_requests=r["on_demand_requests"],
+            first_on_demand_day=r["first_on_demand_day"],
+            top_model=r["top_model"],
+            name=named.get(r["user_email"]),
+        )
+        for r in rows
+    ]
+
+
+async def crossed_at(
+    db: asyncpg.Pool,
+    *,
+    user: str | None,
+    start: datetime,
+    end: datetime,
+    amount_micros: int,
+    on_demand_only: bool = False,
+) -> datetime | None:
+    """When the running total of a user's (or, with None, the team's) spend from `start` first
+    went over `amount_micros`: the event that made a cumulative condition true."""
+    found: datetime | None = await db.fetchval(
+        """
+        SELECT occurred_at FROM (
+            SELECT occurred_at, sum(cost_micros) OVER (ORDER BY occurred_at, event_id) AS total
+            FROM usage_events
+            WHERE ($1::text IS NULL OR user_email = $1) AND occurred_at >= $2 AND occurred_at < $3
+              AND (NOT $5 OR kind = 'usage_based')
+        ) AS running
+        WHERE total > $4 ORDER BY occurred_at LIMIT 1
+        """,
+        user,
+        start,
+        end,
+        amount_micros,
+        on_demand_only,
+    )
+    return found
+
+
+async def day_totals(db: asyncpg.Pool, *, first: date, end: date) -> list[tuple[date, int]]:
+    """The team's spend per day on days [first, end) (micro-dollars)."""
+    rows = await db.fetch(
+        "SELECT day, sum(cost_micros)::bigint AS micros FROM usage_daily_user_model"
+        " WHERE day >= $1 AND day < $2 GROUP BY day ORDER BY day",
+        first,
+        end,
+    )
+    return [(r["day"], r["micros"]) for r in rows]
+
+
+# --- anomalies ---------------------------------------------------------------------------------
 
 # SEVERITY_RANK in SQL (our own constants, not input).
 _SEVERITY_RANK = (
-    "CASE severity " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in SEVERITY_RANK.items()) + " END"
+    "CASE a.severity " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in SEVERITY_RANK.items()) + " END"
 )
 
 
-async def already_reported(db: asyncpg.Pool, *, fingerprint: str, severity: str) -> bool:
-    """An anomaly of this fingerprint at this severity or worse is on record."""
-    found: bool = await db.fetchval(
-        f"SELECT EXISTS (SELECT 1 FROM anomalies WHERE fingerprint = $1 AND kind = 'detected'"
-        f" AND {_SEVERITY_RANK} >= $2)",
-        fingerprint,
-        SEVERITY_RANK[severity],
+@dataclass(frozen=True, slots=True)
+class FingerprintState:
+    """How far a fingerprint got: `generation` = how often it cleared; `open_rank` = the worst
+    severity reported since the last clear (None: nothing open)."""
+
+    generation: int
+    open_rank: int | None
+
+
+async def states(db: asyncpg.Pool, *, fingerprints: Sequence[str]) -> dict[str, FingerprintState]:
+    """The state of each fingerprint that has a record."""
+    rows = await db.fetch(
+        f"""
+        WITH cleared AS (
+            SELECT fingerprint, count(*) AS n, max(detected_at) AS last FROM anomalies
+            WHERE fingerprint = ANY($1::text[]) AND kind = 'cleared' GROUP BY fingerprint
+        )
+        SELECT a.fingerprint, coalesce(max(c.n), 0) AS generation,
+               max({_SEVERITY_RANK}) FILTER (
+                   WHERE a.kind = 'detected' AND (c.last IS NULL OR a.detected_at > c.last)
+               ) AS open_rank
+        FROM anomalies AS a LEFT JOIN cleared AS c USING (fingerprint)
+        WHERE a.fingerprint = ANY($1::text[])
+        GROUP BY a.fingerprint
+        """,
+        list(fingerprints),
     )
-    return found
+    return {r["fingerprint"]: FingerprintState(r["generation"], r["open_rank"]) for r in rows}
+
+
+async def open_anomalies(db: asyncpg.Pool) -> list[AnomalyDetectedV1]:
+    """The latest detection of every fingerprint that has not cleared since."""
+    rows = await db.fetch(
+        """
+        SELECT DISTINCT ON (fingerprint) * FROM anomalies
+        ORDER BY fingerprint, detected_at DESC, kind DESC
+        """
+    )
+    return [
+        AnomalyDetectedV1.model_validate({**dict(r), "anomaly_id": str(r["anomaly_id"])})
+        for r in rows
+        if r["kind"] == "detected"
+    ]
+
+
+_INSERT = """
+INSERT INTO anomalies (anomaly_id, fingerprint, kind, detector, severity, subject, metric, unit,
+    value, threshold, baseline, window_start, window_end, model, message, evidence_first_at,
+    detected_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+ON CONFLICT (anomaly_id) DO NOTHING
+"""
 
 
 async def record(db: asyncpg.Pool, anomaly: AnomalyDetectedV1) -> None:
     """Store a published anomaly; a redelivered one (same id) is ignored."""
     await db.execute(
-        """
-        INSERT INTO anomalies (anomaly_id, fingerprint, kind, detector, severity, subject, metric,
-            unit, value, threshold, baseline, window_start, window_end, model, message,
-            evidence_first_at, detected_at)
-        VALUES ($1, $2, 'detected', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-        ON CONFLICT (anomaly_id) DO NOTHING
-        """,
+        _INSERT,
         anomaly.anomaly_id,
         anomaly.fingerprint,
+        "detected",
         anomaly.detector,
         anomaly.severity,
         anomaly.subject,
@@ -110,3 +319,40 @@ async def record(db: asyncpg.Pool, anomaly: AnomalyDetectedV1) -> None:
         anomaly.evidence_first_at,
         anomaly.detected_at,
     )
+
+
+async def record_cleared(db: asyncpg.Pool, cleared: AnomalyClearedV1, *, severity: str) -> None:
+    """Store a published clear (its time in `detected_at`, the last severity kept)."""
+    await db.execute(
+        _INSERT,
+        cleared.anomaly_id,
+        cleared.fingerprint,
+        "cleared",
+        cleared.detector,
+        severity,
+        cleared.subject,
+        cleared.metric,
+        cleared.unit,
+        cleared.value,
+        cleared.threshold,
+        cleared.baseline,
+        cleared.window_start,
+        cleared.window_end,
+        cleared.model,
+        cleared.message,
+        None,
+        cleared.cleared_at,
+    )
+
+
+@asynccontextmanager
+async def exclusive(db: asyncpg.Pool, name: str) -> AsyncIterator[bool]:
+    """Yield True if this process holds the named advisory lock (one ticker across replicas)."""
+    async with db.acquire() as conn:
+        key = f"spendwatch.detector:{name}"
+        got: bool = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)

@@ -1,37 +1,44 @@
-"""Pure detection rules: a user's day against their own history, or against the team that day.
+"""Day rules: one user's team-timezone day against their own history, or against the team.
 
 No I/O and no clock: the caller passes the days, the thresholds and the team timezone. Money is
-exact `Decimal` USD; reported amounts are quantized to cents. A finding becomes an
-`AnomalyDetectedV1` in the service; its fingerprint is subject + detector + day.
+exact `Decimal` USD; reported amounts are quantized to cents. A partial day can only grow, so a
+rule that fires on it stays true (or gets worse) as the day goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Literal
+from datetime import date, datetime, timedelta
+from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
-from spendwatch.detector.thresholds import SpendSpike, StaticCaps, ZScore
+from spendwatch.detector.findings import (
+    Finding,
+    Severity,
+    cents,
+    day_window,
+    display_name,
+    money,
+    severity,
+    tenths,
+)
+from spendwatch.detector.thresholds import CostPerRequest, Seasonal, SpendSpike, StaticCaps, ZScore
 
-Severity = Literal["warning", "critical"]
-
-SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}  # worse is higher
 SPEND_SPIKE = "spend_spike"
 REQUESTS_CAP = "requests_cap"
 TOKENS_CAP = "tokens_cap"
 ZSCORE = "zscore"
+COST_PER_REQUEST = "cost_per_request"
+SEASONAL = "seasonal"
 DAILY_SPEND = "daily_spend"
 USD = "usd"
 
-_CENT = Decimal("0.01")
-_TENTH = Decimal("0.1")
-_DOLLAR = Decimal(1)
-_WHOLE_DOLLARS_FROM = Decimal(10)
 _ZERO = Decimal(0)
 _SIGMA = "\N{GREEK SMALL LETTER SIGMA}"
+_MAD_TO_SIGMA = Decimal("1.4826")  # MAD x this estimates sigma for normal data
+_WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,44 +56,16 @@ class UserDay:
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    """A detector's verdict on one user's day, ready to become an `AnomalyDetectedV1`."""
+class ModelDay:
+    """One user's usage of one model on one day."""
 
-    detector: str
-    subject: str
-    metric: str
-    unit: str
-    value: Decimal
-    threshold: Decimal
-    baseline: Decimal | None
-    window_start: datetime
-    window_end: datetime
-    window_key: str
-    model: str | None
-    message: str
-    severity: Severity
-    evidence_first_at: datetime | None
-
-    @property
-    def fingerprint(self) -> str:
-        """One incident per user, detector and day."""
-        return f"{self.subject}:{self.detector}:{self.window_key}"
-
-
-def day_window(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """Local midnight to the next local midnight in `tz`, as aware UTC datetimes (DST-safe)."""
-    start = datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
-    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=tz).astimezone(UTC)
-    return start, end
-
-
-def severity(
-    value: Decimal, threshold: Decimal, baseline: Decimal, critical_factor: Decimal
-) -> Severity:
-    """Critical when the excess over the baseline is above `critical_factor` threshold-distances."""
-    if value - baseline > critical_factor * (threshold - baseline):
-        return "critical"
-    return "warning"
+    user_email: str
+    day: date
+    model: str
+    spend: Decimal
+    requests: int
+    first_event_at: datetime | None = None
+    name: str | None = None
 
 
 def spend_spike(
@@ -96,29 +75,31 @@ def spend_spike(
     critical_factor: Decimal,
     tz: ZoneInfo,
 ) -> Finding | None:
-    """Today's spend above `multiplier` x the user's average over the lookback (gaps are $0)."""
+    """Today's spend above `multiplier` x the user's average over the lookback (gaps are $0).
+
+    The baseline is the higher of the lookback's and the long lookback's average; a user whose
+    first usage is less than `warmup_days` ago has no baseline yet and is left to other rules.
+    """
     if s.multiplier <= 0 or today.spend < s.min_daily_spend_usd:
         return None
-    first = today.day - timedelta(days=s.lookback_days)
-    total = sum(
-        (
-            d.spend
-            for d in history
-            if d.user_email == today.user_email and first <= d.day < today.day
-        ),
-        _ZERO,
-    )
-    baseline = total / s.lookback_days
+    past = _before(today, history)
+    if s.warmup_days and (not past or min(past) > today.day - timedelta(days=s.warmup_days)):
+        return None
+    days, baseline = s.lookback_days, _average(past, today.day, s.lookback_days)
+    if s.long_lookback_days > s.lookback_days:
+        longer = _average(past, today.day, s.long_lookback_days)
+        if longer > baseline:
+            days, baseline = s.long_lookback_days, longer
     floored = max(baseline, s.min_baseline_usd)
     threshold = floored * s.multiplier
     if today.spend <= threshold:
         return None
     if baseline > 0:
-        ratio = _tenths(today.spend / baseline)
-        against = f"{ratio}x their {s.lookback_days}-day avg of {_money(baseline)}"
+        ratio = tenths(today.spend / baseline)
+        against = f"{ratio}x their {days}-day avg of {money(baseline)}"
     else:
         against = f"no spend in the previous {s.lookback_days} days"
-    message = f"{_name(today)}: daily spend spiked to {_money(today.spend)} ({against})"
+    message = f"{_name(today)}: daily spend spiked to {money(today.spend)} ({against})"
     return _finding(
         SPEND_SPIKE,
         today,
@@ -130,10 +111,26 @@ def spend_spike(
     )
 
 
+def own_average(today: UserDay, history: Sequence[UserDay], days: int) -> Decimal | None:
+    """The user's average daily spend over `days` before today (gaps are $0); None if no history."""
+    past = _before(today, history)
+    return _average(past, today.day, days) if past else None
+
+
 def zscore(
-    population: Sequence[UserDay], s: ZScore, critical_factor: Decimal, tz: ZoneInfo
+    population: Sequence[UserDay],
+    s: ZScore,
+    critical_factor: Decimal,
+    tz: ZoneInfo,
+    *,
+    candidates: Collection[str] | None = None,
+    own_averages: Mapping[str, Decimal | None] | None = None,
 ) -> list[Finding]:
-    """Users whose spend is more than `multiplier` sample std-devs above the active-user mean."""
+    """Users whose spend is more than `multiplier` sample std-devs above the active-user mean.
+
+    Only `candidates` (default: everyone) are reported, and with `own_averages` only those also
+    at `min_own_ratio` x their own average: a steadily heavy user is not news every day.
+    """
     active = [d for d in population if d.spend > 0]
     if s.multiplier <= 0 or len(active) < s.min_users:
         return []
@@ -154,10 +151,15 @@ def zscore(
         for d in active:
             if d.spend < s.min_daily_spend_usd or d.spend <= threshold:
                 continue
-            z = _tenths((d.spend - mean) / sigma)
+            if candidates is not None and d.user_email not in candidates:
+                continue
+            usual = (own_averages or {}).get(d.user_email)
+            if s.min_own_ratio and usual is not None and d.spend < s.min_own_ratio * usual:
+                continue
+            z = tenths((d.spend - mean) / sigma)
             message = (
-                f"{_name(d)}: daily spend {_money(d.spend)} is {z}{_SIGMA} above the team mean of "
-                f"{_money(mean)}"
+                f"{_name(d)}: daily spend {money(d.spend)} is {z}{_SIGMA} above the team mean of "
+                f"{money(mean)}"
             )
             if d.top_model:
                 message += f" — mostly {d.top_model}"
@@ -194,8 +196,8 @@ def daily_caps(
                     detector,
                     day,
                     threshold=limit,
-                    baseline=Decimal(0),
-                    severity=severity(value, limit, Decimal(0), critical_factor),
+                    baseline=_ZERO,
+                    severity=severity(value, limit, _ZERO, critical_factor),
                     message=f"{_name(day)}: {used:,} {unit} today, over the cap of {cap:,}",
                     tz=tz,
                     metric=metric,
@@ -204,6 +206,102 @@ def daily_caps(
                 )
             )
     return findings
+
+
+def cost_per_request(
+    today: UserDay,
+    history: Sequence[UserDay],
+    models_today: Sequence[ModelDay],
+    s: CostPerRequest,
+    critical_factor: Decimal,
+    tz: ZoneInfo,
+) -> Finding | None:
+    """Today's $/request above `multiplier` x the user's own over the lookback, naming the model
+    whose requests cost the most beyond that average."""
+    if s.multiplier <= 0 or today.spend < s.min_daily_spend_usd or today.requests < s.min_requests:
+        return None
+    first = today.day - timedelta(days=s.lookback_days)
+    past = [d for d in history if d.user_email == today.user_email and first <= d.day < today.day]
+    requests = sum(d.requests for d in past)
+    if requests < max(s.min_history_requests, 1):
+        return None
+    usual = sum((d.spend for d in past), _ZERO) / requests
+    value = today.spend / today.requests
+    threshold = usual * s.multiplier
+    if usual <= 0 or value <= threshold:
+        return None
+    driver = max(
+        (m for m in models_today if m.user_email == today.user_email and m.day == today.day),
+        key=lambda m: (m.spend - usual * m.requests, m.model),
+        default=None,
+    )
+    model = driver.model if driver else today.top_model
+    message = (
+        f"{_name(today)}: {money(value)} per request today, {tenths(value / usual)}x their "
+        f"{s.lookback_days}-day average of {money(usual)}"
+    )
+    if model:
+        message += f" — driven by {model}"
+    return _finding(
+        COST_PER_REQUEST,
+        today,
+        threshold=threshold,
+        baseline=usual,
+        severity=severity(value, threshold, usual, critical_factor),
+        message=message,
+        tz=tz,
+        metric="cost_per_request",
+        unit="usd_per_request",
+        value=cents(value),
+        model=model,
+    )
+
+
+def seasonal(
+    today: UserDay,
+    history: Sequence[UserDay],
+    s: Seasonal,
+    critical_factor: Decimal,
+    tz: ZoneInfo,
+) -> Finding | None:
+    """Today's spend above a robust baseline of the same weekday: median + k x MAD (scaled to
+    sigma) of the last `weeks` same weekdays, and at least `min_ratio` x that median and
+    `min_spend_usd`. Needs `warmup_days` of history first; gaps are $0."""
+    if s.k <= 0 or today.spend < s.min_spend_usd:
+        return None
+    past = _before(today, history)
+    if not past or min(past) > today.day - timedelta(days=s.warmup_days):
+        return None
+    samples = [past.get(today.day - timedelta(weeks=w), _ZERO) for w in range(1, s.weeks + 1)]
+    median = Decimal(statistics.median(samples))
+    mad = Decimal(statistics.median([abs(x - median) for x in samples]))
+    threshold = max(median + s.k * _MAD_TO_SIGMA * mad, s.min_ratio * median, s.min_spend_usd)
+    if today.spend <= threshold:
+        return None
+    weekday = _WEEKDAYS[today.day.weekday()]
+    usual = f"their usual {money(median)} on {weekday}" if median else f"nothing on {weekday}"
+    message = f"{_name(today)}: spent {money(today.spend)} today, against {usual}"
+    return _finding(
+        SEASONAL,
+        today,
+        threshold=threshold,
+        baseline=median,
+        severity=severity(today.spend, threshold, median, critical_factor),
+        message=message,
+        tz=tz,
+    )
+
+
+def _before(today: UserDay, history: Sequence[UserDay]) -> dict[date, Decimal]:
+    """The user's spend per day before today."""
+    return {
+        d.day: d.spend for d in history if d.user_email == today.user_email and d.day < today.day
+    }
+
+
+def _average(past: Mapping[date, Decimal], today: date, days: int) -> Decimal:
+    first = today - timedelta(days=days)
+    return sum((v for d, v in past.items() if d >= first), _ZERO) / days
 
 
 def _finding(
@@ -218,6 +316,7 @@ def _finding(
     metric: str = DAILY_SPEND,
     unit: str = USD,
     value: Decimal | None = None,
+    model: str | None = None,
 ) -> Finding:
     start, end = day_window(day.day, tz)
     return Finding(
@@ -225,39 +324,18 @@ def _finding(
         subject=day.user_email,
         metric=metric,
         unit=unit,
-        value=_cents(day.spend) if value is None else value,
-        threshold=_cents(threshold),
-        baseline=_cents(baseline),
+        value=cents(day.spend) if value is None else value,
+        threshold=cents(threshold),
+        baseline=cents(baseline),
         window_start=start,
         window_end=end,
         window_key=day.day.isoformat(),
-        model=day.top_model,
+        model=model or day.top_model,
         message=message,
         severity=severity,
         evidence_first_at=day.first_event_at,
     )
 
 
-def _cents(amount: Decimal) -> Decimal:
-    return amount.quantize(_CENT, rounding=ROUND_HALF_UP)
-
-
-def _tenths(amount: Decimal) -> str:
-    return f"{amount.quantize(_TENTH, rounding=ROUND_HALF_UP):,}"
-
-
-def _money(amount: Decimal) -> str:
-    """Whole dollars from $10 up (`$214`, `$1,250`), cents below (`$4.75`)."""
-    cents = _cents(amount)
-    if cents >= _WHOLE_DOLLARS_FROM:
-        return f"${cents.quantize(_DOLLAR, rounding=ROUND_HALF_UP):,}"
-    return f"${cents:,}"
-
-
 def _name(day: UserDay) -> str:
-    """The display name, else the email's local part as words (`alice.smith` -> `Alice Smith`)."""
-    if day.name and day.name.strip():
-        return day.name.strip()
-    local = day.user_email.partition("@")[0].partition("+")[0]
-    words = local.replace("_", ".").replace("-", ".").split(".")
-    return " ".join(w[:1].upper() + w[1:] for w in words if w) or day.user_email
+    return display_name(day.user_email, day.name)

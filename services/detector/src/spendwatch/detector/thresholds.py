@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Usd = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 Factor = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3)]
 Days = Annotated[int, Field(ge=1, le=365)]
+OptionalDays = Annotated[int, Field(ge=0, le=365)]  # 0 = off
+Count = Annotated[int, Field(ge=0)]
 Users = Annotated[int, Field(ge=2, le=100_000)]
 
 SETTINGS_KEY = "detection"
@@ -40,6 +42,9 @@ class ZScore(_Section):
     multiplier: Factor = Decimal("2.5")
     min_users: Users = 5
     min_daily_spend_usd: Usd = Decimal(50)
+    # Only when today is also this many times the user's own daily average (0: off), so a
+    # steadily heavy user is not "an outlier" every working day.
+    min_own_ratio: Factor = Decimal("1.5")
 
 
 class SpendSpike(_Section):
@@ -49,6 +54,10 @@ class SpendSpike(_Section):
     lookback_days: Days = 7
     min_daily_spend_usd: Usd = Decimal(50)
     min_baseline_usd: Usd = Decimal(1)
+    # The baseline is the higher of the lookback's and this longer window's average, so the
+    # first normal day after a vacation is not a spike (0: off).
+    long_lookback_days: OptionalDays = 28
+    warmup_days: OptionalDays = 7  # a user needs this much history before their first spike
 
 
 class CycleOutlier(_Section):
@@ -65,6 +74,8 @@ class CostPerRequest(_Section):
     multiplier: Factor = Decimal("3.0")
     lookback_days: Days = 30
     min_daily_spend_usd: Usd = Decimal(20)
+    min_requests: Count = 10  # today
+    min_history_requests: Count = 50
 
 
 class ExpensiveModel(_Section):
@@ -72,6 +83,7 @@ class ExpensiveModel(_Section):
 
     multiplier: Factor = Decimal("5.0")
     min_requests: Annotated[int, Field(ge=1)] = 20
+    min_spend_usd: Usd = Decimal(20)  # on that model that day
 
 
 class PlanExhaustion(_Section):
@@ -87,6 +99,7 @@ class Seasonal(_Section):
     min_spend_usd: Usd = Decimal(25)
     min_ratio: Factor = Decimal("2.0")  # at least 200 % of the baseline
     warmup_days: Days = 21
+    weeks: Annotated[int, Field(ge=2, le=26)] = 8  # same-weekday samples in the baseline
 
 
 class Runaway(_Section):
@@ -95,13 +108,17 @@ class Runaway(_Section):
     p99_multiplier: Factor = Decimal(5)
     min_window_spend_usd: Usd = Decimal(10)
     window_minutes: Annotated[int, Field(ge=1, le=240)] = 15
+    min_window_requests: Count = 60  # a request every 15 s for the whole window
     headless_hours: Annotated[int, Field(ge=0, le=48)] = 3
+    history_days: Annotated[int, Field(ge=1, le=90)] = 14  # where the p99 comes from
 
 
 class DetectionSettings(_Section):
     """Every detector's thresholds; `critical_factor` = how many threshold-distances is critical."""
 
     critical_factor: Annotated[Decimal, Field(gt=1, max_digits=6, decimal_places=2)] = Decimal(3)
+    # Usage older than this many days is history, not news: a first backfill pages nobody.
+    max_age_days: Annotated[int, Field(ge=0, le=90)] = 3
     static_caps: StaticCaps = StaticCaps()
     zscore: ZScore = ZScore()
     spend_spike: SpendSpike = SpendSpike()

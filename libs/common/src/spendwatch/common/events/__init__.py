@@ -2,6 +2,7 @@
 
 from spendwatch.common.events.anomaly import AnomalyClearedV1, AnomalyDetectedV1, Severity
 from spendwatch.common.events.base import Event, utc_now
+from spendwatch.common.events.settings import SettingsUpdatedV1
 from spendwatch.common.events.usage import (
     DailyUsageRow,
     DailyUsageSnapshotV1,
@@ -30,6 +31,7 @@ __all__ = [
     "Person",
     "Provider",
     "RosterSnapshotV1",
+    "SettingsUpdatedV1",
     "Severity",
     "SnapshotEvent",
     "SpendSnapshotV1",

@@ -10,7 +10,7 @@ from pydantic import Field
 from spendwatch.common.events.base import Event, UtcDatetime
 
 Severity = Literal["info", "warning", "critical"]
-Unit = Literal["usd", "usd_per_request", "requests", "tokens", "sigma", "ratio", "events"]
+Unit = Literal["usd", "usd_per_request", "requests", "tokens", "sigma", "ratio", "events", "hours"]
 Amount = Annotated[Decimal, Field(max_digits=30, decimal_places=9)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[a-z0-9_]+$")]
 
