@@ -17,13 +17,19 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from spendwatch.common.db import create_pool
-from spendwatch.common.events import AnomalyDetectedV1, UsageCommittedV1, UsageRecordedV1
+from spendwatch.common.events import (
+    AnomalyDetectedV1,
+    SettingsUpdatedV1,
+    UsageCommittedV1,
+    UsageRecordedV1,
+)
 from spendwatch.common.messaging import ConsumerSpec, publish_event, subjects
 from tests.integration.sinkkit import consumer_drained, publish_events, running_sink, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
-TODAY = datetime(2026, 11, 20, tzinfo=UTC)
+# Today (UTC midnight): the detector only reports days younger than `max_age_days`.
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 # Only its name is used, to ask NATS whether the detector has handled every notice.
 DETECTOR = ConsumerSpec(stream="USAGE", durable="detector-USAGE", filter_subjects=())
 
@@ -55,6 +61,7 @@ def detector(database_url: str, nats_url: str, nc: NatsClient) -> Iterator[subpr
         "NATS_URL": nats_url,
         "LOG_LEVEL": "INFO",
         "METRICS_PORT": "0",
+        "DETECT_TICK_SECONDS": "3600",  # after the first tick, only a settings event ticks
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "spendwatch.detector"],
@@ -96,7 +103,7 @@ async def test_a_spike_is_published_within_two_seconds_and_only_once(
         await asyncio.sleep(1)  # history settles first; its notices find nothing
         started = time.monotonic()
         await publish_events(
-            js, [event(100 + i, TODAY + timedelta(hours=9, minutes=i), "60") for i in range(5)]
+            js, [event(100 + i, TODAY + timedelta(hours=9 + i), "60") for i in range(5)]
         )
         seen = await anomalies_until_critical(js, timeout=5)
     # The sink may commit the five events in more than one batch: the spike is reported as soon
@@ -104,7 +111,7 @@ async def test_a_spike_is_published_within_two_seconds_and_only_once(
     first_at, first = seen[0]
     assert first_at - started < 2.0
     assert first.detector == "spend_spike"
-    assert first.fingerprint == "alice@example.com:spend_spike:2026-11-20"
+    assert first.fingerprint == f"alice@example.com:spend_spike:{TODAY.date()}"
     assert first.evidence_first_at == TODAY + timedelta(hours=9)
     final = seen[-1][1]
     assert final.fingerprint == first.fingerprint
@@ -154,3 +161,29 @@ async def test_a_threshold_change_applies_to_the_next_evaluation(
     assert anomaly.detector == "requests_cap"
     assert (anomaly.value, anomaly.threshold) == (5, 3)
     assert anomaly.severity == "warning"
+
+
+async def test_a_settings_event_applies_new_cycle_thresholds_at_once(
+    js: JetStreamContext, pool: asyncpg.Pool, detector: subprocess.Popen[bytes]
+) -> None:
+    async with running_sink(js, pool):
+        await publish_events(js, [event(i, TODAY + timedelta(hours=i), "40") for i in range(3)])
+        await wait_for(lambda: consumer_drained(js), what="the sink")
+        await wait_for(lambda: consumer_drained(js, DETECTOR), what="the detector")
+    await pool.execute(
+        "INSERT INTO settings (key, value, updated_by) VALUES ('detection', $1, 'test')",
+        {"static_caps": {"team_cycle_budget_usd": "100"}},
+    )
+    sub = await js.subscribe(subjects.ANOMALIES_ALL, ordered_consumer=True)
+    started = time.monotonic()
+    update = SettingsUpdatedV1(key="detection", actor="test", updated_at=datetime.now(UTC))
+    await publish_event(js, subjects.SETTINGS_UPDATED, update, msg_id="settings-1")
+    published = []  # the same tick also reports alice's plan exhaustion (info)
+    while not any(a.detector == "team_budget" for a in published):
+        msg = await sub.next_msg(timeout=5)
+        published.append(AnomalyDetectedV1.model_validate_json(msg.data))
+    await sub.unsubscribe()
+    assert time.monotonic() - started < 2.0
+    [anomaly] = [a for a in published if a.detector == "team_budget"]
+    assert anomaly.subject == "team"
+    assert anomaly.value >= Decimal("120.00")  # this month's $120 (and whatever else is in it)

@@ -1,4 +1,4 @@
-"""The `spendwatch` command: `dev`, `migrate`, `run <service>` and `collect --once`."""
+"""The `spendwatch` command: dev, migrate, run <service>, collect --once, detect --once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from spendwatch.cli.collect import PROVIDERS, collect_once, summary_table
 from spendwatch.cli.console import fail, out, settings_problem
+from spendwatch.cli.detect import detect_once, outcome_table
 from spendwatch.cli.dev import DevOptions, run_dev
 from spendwatch.cli.migrations import run_migrations, summary
 from spendwatch.cli.services import SERVICES, is_runnable
@@ -21,6 +22,7 @@ from spendwatch.collector.settings import CollectorSettings
 from spendwatch.common.errors import SpendwatchError
 from spendwatch.common.logging import configure_logging
 from spendwatch.common.settings import MigrateSettings
+from spendwatch.detector.settings import DetectorSettings
 
 app = typer.Typer(
     name="spendwatch",
@@ -125,6 +127,26 @@ def collect(
     out.print(summary_table(summary))
     if summary.health != "ok":
         raise typer.Exit(1)
+
+
+@app.command()
+def detect(
+    once: Annotated[bool, typer.Option("--once", help="evaluate now and exit")] = False,
+    days: Annotated[int, typer.Option(min=0, max=90, help="days back to evaluate")] = 2,
+) -> None:
+    """Run the detectors over stored usage (`--once`: the last DAYS days and the billing cycle)."""
+    if not once:
+        fail("only `detect --once` runs from the CLI; the detector service runs continuously")
+    try:
+        settings = DetectorSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging("WARNING")
+    try:
+        outcomes = asyncio.run(detect_once(settings, days=days))
+    except SpendwatchError as exc:
+        fail(f"detect failed: {exc}")
+    out.print(outcome_table(outcomes))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class CollectorSettings(BaseServiceSettings):
         default="https://api.openai.com/v1", validation_alias="OPENAI_API_BASE_URL"
     )
     collect_interval_seconds: int = Field(
-        default=3600, ge=60, validation_alias="COLLECT_INTERVAL_SECONDS"
+        default=300, ge=60, validation_alias="COLLECT_INTERVAL_SECONDS"
     )
     collect_overlap_seconds: int = Field(
         default=7200,

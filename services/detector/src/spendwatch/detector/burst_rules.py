@@ -26,7 +26,8 @@ from spendwatch.detector.findings import (
 from spendwatch.detector.thresholds import Runaway
 
 RUNAWAY = "runaway"
-MIN_BASELINE_WINDOWS = 50  # fewer, and the floors alone decide
+MIN_BASELINE_WINDOWS = 50  # fewer, and the floors alone decide (times the multiplier for spend)
+MIN_BURST_REQUESTS = 3  # one or two expensive requests are not a runaway
 _ZERO = Decimal(0)
 _HOUR = Decimal(3600)
 
@@ -112,7 +113,7 @@ def runaway(
     limits = _limits(peaks, s)
     worst: tuple[Decimal, Finding] | None = None
     for total in trailing_windows(requests, window):
-        if since is not None and total.end < since:
+        if (since is not None and total.end < since) or total.requests < MIN_BURST_REQUESTS:
             continue
         for metric, value, limit, usual in (
             ("window_spend", total.spend, limits[0], peaks.spend),
@@ -138,6 +139,8 @@ def burst_holds(requests: Sequence[Request], peaks: Peaks, s: Runaway, at: datet
     """Whether the window ending at `at` is still over a limit (the burst has not ended)."""
     start = at - timedelta(minutes=s.window_minutes)
     inside = [r for r in requests if start < r.at <= at]
+    if len(inside) < MIN_BURST_REQUESTS:
+        return False
     spend_limit, tokens_limit, requests_limit = _limits(peaks, s)
     spend = sum((r.spend for r in inside), _ZERO)
     tokens = sum(r.tokens for r in inside)
@@ -203,7 +206,9 @@ def _limits(peaks: Peaks, s: Runaway) -> tuple[Decimal, Decimal, Decimal]:
     if s.p99_multiplier <= 0:
         return _ZERO, _ZERO, _ZERO
     known = peaks.windows >= MIN_BASELINE_WINDOWS
-    spend = max(s.p99_multiplier * peaks.spend if known else _ZERO, s.min_window_spend_usd)
+    # Without enough history, only a burst the multiplier times over the floor counts.
+    usual_spend = peaks.spend if known else s.min_window_spend_usd
+    spend = max(s.p99_multiplier * usual_spend, s.min_window_spend_usd)
     tokens = s.p99_multiplier * peaks.tokens if known else _ZERO
     requests = max(
         s.p99_multiplier * peaks.requests if known else _ZERO, Decimal(s.min_window_requests)
