@@ -560,7 +560,7 @@ class SimulatedTeam:
                 window_start_ms=switch_day * DAY_MS,
                 window_end_ms=self.now_ms,
                 expected_detector="expensive_model",
-                also_fires=("spend_spike", "zscore"),
+                also_fires=("cost_per_request", "spend_spike", "zscore"),
                 model=MODELS[OPUS_MAX_THINKING_FAST].name,
                 details={
                     "days": ",".join(day_date(d).isoformat() for d in switch_days),
@@ -575,8 +575,8 @@ class SimulatedTeam:
                 user_email=members[cast["runaway"]].email.lower(),
                 window_start_ms=runaway[0],
                 window_end_ms=max((r.ts for r in loop_in_window), default=runaway[1]),
-                expected_detector="spend_spike",
-                also_fires=("zscore",),
+                expected_detector="runaway",
+                also_fires=("spend_spike", "zscore"),
                 model=MODELS[SONNET].name,
                 details={
                     "headless_events": len(loop_in_window),
