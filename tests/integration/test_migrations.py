@@ -119,3 +119,48 @@ def test_discover_rejects_a_lone_flavoured_file(tmp_path: Path) -> None:
     (tmp_path / "0002_b.timescale.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="needs both"):
         discover(tmp_path)
+
+
+async def test_0004_backfills_on_demand_usage_into_an_existing_rollup(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), directory)
+    later = [f for f in directory.glob("*.sql") if f.name >= "0004"]
+    held = {f.name: f.read_text() for f in later}
+    for f in later:
+        f.unlink()
+    await migrate(empty_database_url, directory=directory)
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        # Days in a non-UTC zone: the backfill must not assume UTC days. 06:00 UTC on the 2nd
+        # is still the 1st in Los Angeles.
+        await conn.execute(
+            """
+            INSERT INTO usage_events (provider, event_id, occurred_at, user_email, model, kind,
+                                      cost_micros, ingested_at)
+            VALUES ('cursor', 'a', '2026-11-01 20:00Z', 'a@x.com', 'm', 'included', 100, now()),
+                   ('cursor', 'b', '2026-11-02 06:00Z', 'a@x.com', 'm', 'usage_based', 200, now()),
+                   ('cursor', 'c', '2026-11-02 09:00Z', 'a@x.com', 'm', 'usage_based', 400, now()),
+                   ('cursor', 'd', '2026-11-02 09:30Z', 'a@x.com', 'n', 'usage_based', 800, now());
+            INSERT INTO usage_daily_user_model (day, user_email, provider, model, events,
+                                                cost_micros, first_event_at, last_event_at)
+            SELECT (occurred_at AT TIME ZONE 'America/Los_Angeles')::date, user_email, provider,
+                   model, count(*), sum(cost_micros), min(occurred_at), max(occurred_at)
+            FROM usage_events GROUP BY 1, 2, 3, 4;
+            """
+        )
+        for name, text in held.items():
+            (directory / name).write_text(text)
+        await migrate(empty_database_url, directory=directory)
+        rows = await conn.fetch(
+            "SELECT day::text, model, usage_based_events, usage_based_micros"
+            " FROM usage_daily_user_model ORDER BY day, model"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [
+        ("2026-11-01", "m", 1, 200),
+        ("2026-11-02", "m", 1, 400),
+        ("2026-11-02", "n", 1, 800),
+    ]
