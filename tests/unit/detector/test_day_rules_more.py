@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from spendwatch.detector.findings import Finding
 from spendwatch.detector.rules import (
     ModelDay,
@@ -367,7 +365,7 @@ def test_seasonal_fires_only_above_median_plus_k_mad() -> None:
         window_end=datetime(2026, 11, 22, tzinfo=UTC),
         window_key="2026-11-21",
         model=OPUS,
-        message="Alice: spent $41 today, against their usual $17 on Saturdays",
+        message="Alice: spent $41 today, against their usual $17 on Saturdays (last 8)",
         severity="warning",
         evidence_first_at=datetime(2026, 11, 21, 8, 30, tzinfo=UTC),
     )
@@ -414,24 +412,37 @@ def test_seasonal_spend_floor() -> None:
 
 
 def test_seasonal_gaps_are_zero() -> None:
-    # $100 on the last 4 Saturdays, nothing on the 4 before: samples 100 x 4, 0 x 4 ->
-    # median (0 + 100) / 2 = $50, every |x - 50| = 50 -> MAD $50,
-    # threshold max(50 + 4 x 1.4826 x 50, 100, 25) = 50 + 296.52 = $346.52
+    # $100 on the last 4 Saturdays, nothing on the 4 before (first usage on a Friday 57 days
+    # ago): samples 100 x 4, 0 x 4 -> median (0 + 100) / 2 = $50, every |x - 50| = 50 -> MAD
+    # $50, threshold max(50 + 4 x 1.4826 x 50, 100, 25) = 50 + 296.52 = $346.52
     # (were gaps skipped: median $100, MAD 0, threshold $200)
-    four = same_weekday(100, 100, 100, 100)
+    four = [*same_weekday(100, 100, 100, 100), day(1, on=ago(57))]
     assert seasonal(day("346.52"), four, Seasonal(), CRITICAL, UTC_TZ) is None
     found = seasonal(day("346.53"), four, Seasonal(), CRITICAL, UTC_TZ)
     assert found is not None
     assert (found.baseline, found.threshold) == (Decimal("50.00"), Decimal("346.52"))
 
 
+def test_seasonal_weeks_before_the_first_usage_are_not_samples() -> None:
+    # first usage 28 days ago: samples 100 x 4 only -> median $100, MAD 0,
+    # threshold max(100 + 0, 2 x 100, 25) = $200
+    four = same_weekday(100, 100, 100, 100)
+    assert seasonal(day(200), four, Seasonal(), CRITICAL, UTC_TZ) is None
+    found = seasonal(day("200.01"), four, Seasonal(), CRITICAL, UTC_TZ)
+    assert found is not None
+    assert (found.baseline, found.threshold) == (Decimal("100.00"), Decimal("200.00"))
+    assert found.message.endswith("against their usual $100 on Saturdays (last 4)")
+
+
 def test_seasonal_needs_21_days_of_history() -> None:
     assert seasonal(day(500), [], Seasonal(), CRITICAL, UTC_TZ) is None
     assert seasonal(day(500), [day(5, on=ago(20))], Seasonal(), CRITICAL, UTC_TZ) is None
-    # first usage 21 days ago (not a Saturday sample: 22 days): all samples $0, threshold $25
+    # first usage 22 days ago (a Friday): 3 Saturday samples, all $0 -> threshold $25
     found = seasonal(day(30), [day(5, on=ago(22))], Seasonal(), CRITICAL, UTC_TZ)
     assert found is not None
-    assert found.message == "Alice: spent $30 today, against nothing on Saturdays"
+    assert (
+        found.message == "Alice: spent $30 today, against their usual $0.00 on Saturdays (last 3)"
+    )
     assert seasonal(day(30), [day(5, on=ago(21))], Seasonal(), CRITICAL, UTC_TZ) is not None
 
 
@@ -447,18 +458,14 @@ def test_seasonal_weeks_setting() -> None:
     assert seasonal(day("79.31"), history, Seasonal(weeks=2), CRITICAL, UTC_TZ) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with 3 of the 8 same-weekday samples known (gaps = $0) the median is $0, and the "
-    "message says 'against nothing on Saturdays' though the user spent $100 on each of the "
-    "last three",
-)
-def test_seasonal_message_does_not_deny_recent_same_weekday_spend() -> None:
-    # warm (first usage 21 days ago); samples 100, 100, 100, 0 x 5 -> median $0, threshold $25
-    found = seasonal(day(100), same_weekday(100, 100, 100), Seasonal(), CRITICAL, UTC_TZ)
+def test_seasonal_three_usual_saturdays_are_a_baseline_not_nothing() -> None:
+    # first usage 21 days ago: samples 100, 100, 100 -> median $100, threshold $200
+    assert seasonal(day(100), same_weekday(100, 100, 100), Seasonal(), CRITICAL, UTC_TZ) is None
+    found = seasonal(day(201), same_weekday(100, 100, 100), Seasonal(), CRITICAL, UTC_TZ)
     assert found is not None
-    # actual: "Alice: spent $100 today, against nothing on Saturdays"
-    assert "nothing on Saturdays" not in found.message
+    assert (
+        found.message == "Alice: spent $201 today, against their usual $100 on Saturdays (last 3)"
+    )
 
 
 # --- token cap ---------------------------------------------------------------------------------

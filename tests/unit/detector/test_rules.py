@@ -9,14 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from spendwatch.detector.rules import (
-    Finding,
-    UserDay,
-    day_window,
-    severity,
-    spend_spike,
-    zscore,
-)
+from spendwatch.detector.findings import Finding, day_window, severity
+from spendwatch.detector.rules import UserDay, spend_spike, zscore
 from spendwatch.detector.thresholds import SpendSpike, ZScore
 
 TODAY = date(2026, 11, 21)

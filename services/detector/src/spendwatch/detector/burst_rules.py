@@ -127,7 +127,17 @@ def runaway(
                 worst = (
                     ratio,
                     _burst(
-                        user_email, day, total, metric, value, limit, usual, s, critical_factor, tz
+                        user_email,
+                        day,
+                        total,
+                        metric,
+                        value,
+                        limit,
+                        usual,
+                        s,
+                        critical_factor,
+                        tz,
+                        peaks_known=peaks.windows >= MIN_BASELINE_WINDOWS,
                     ),
                 )
     if worst is not None:
@@ -227,6 +237,8 @@ def _burst(
     s: Runaway,
     critical_factor: Decimal,
     tz: ZoneInfo,
+    *,
+    peaks_known: bool,
 ) -> Finding:
     start, end = day_window(day, tz)
     minutes = f"{s.window_minutes} minutes"
@@ -235,7 +247,12 @@ def _burst(
         "window_tokens": (f"{value:,} tokens", f"{usual:,}", "tokens"),
         "window_requests": (f"{value:,} requests", f"{usual:,}", "requests"),
     }[metric]
-    against = f"{tenths(value / usual)}x their usual peak of {what[1]}" if usual else "no history"
+    if peaks_known and usual:
+        against = f"{tenths(value / usual)}x their usual peak of {what[1]}"
+    else:
+        against = "too little history for a usual peak"
+    rest = [f"{total.requests:,} requests", money(total.spend)]
+    rest = [r for r in rest if r != what[0]]
     return Finding(
         detector=RUNAWAY,
         subject=user_email,
@@ -249,8 +266,8 @@ def _burst(
         window_key=day.isoformat(),
         model=total.top_model,
         message=(
-            f"{display_name(user_email)}: {what[0]} in {minutes} ({against}) — "
-            f"{total.requests:,} requests, {money(total.spend)}, mostly {total.top_model}"
+            f"{display_name(user_email)}: {what[0]} in {minutes} ({against}), "
+            f"{', '.join(rest)}, mostly {total.top_model}"
         ),
         severity=severity(value, limit, usual if usual < limit else _ZERO, critical_factor),
         evidence_first_at=total.first,

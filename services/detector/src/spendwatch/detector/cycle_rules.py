@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
 from spendwatch.detector.findings import (
@@ -120,7 +120,7 @@ def team_budget(
     grade: Severity = (
         "critical" if team_spend >= budget * caps.team_budget_critical_ratio else "warning"
     )
-    share = (team_spend / budget * _PERCENT).quantize(Decimal(1))
+    share = (team_spend / budget * _PERCENT).quantize(Decimal(1), rounding=ROUND_DOWN)
     return _finding(
         TEAM_BUDGET,
         TEAM,
@@ -237,7 +237,7 @@ def expensive_model(
         rate = m.spend / m.requests
         if rate <= threshold:
             continue
-        on = f" on {team_model}" if team_model else ""
+        usual = f"; most of the team uses {team_model}" if team_model else ""
         findings.append(
             _finding(
                 EXPENSIVE_MODEL,
@@ -251,7 +251,7 @@ def expensive_model(
                 message=(
                     f"{display_name(m.user_email, m.name)}: averaged {money(rate)}/req on "
                     f"{m.model} today over {m.requests:,} requests "
-                    f"(team median {money(team_median)}{on})"
+                    f"(team median {money(team_median)}/req across models{usual})"
                 ),
                 metric="cost_per_request",
                 unit="usd_per_request",

@@ -50,13 +50,14 @@ class Finding:
 
 
 def fingerprint(subject: str, detector: str, window_key: str) -> str:
-    """`bob@x.com:spend_spike:2026-11-21`; window keys never contain a colon."""
+    """`bob@x.com:spend_spike:2026-11-21`; subjects and detectors never contain a colon (a window
+    key may: `2026-11-01/anthropic.claude-3-5-sonnet-v1:0`)."""
     return f"{subject}:{detector}:{window_key}"
 
 
 def parse_fingerprint(value: str) -> tuple[str, str, str]:
     """(subject, detector, window key) of a fingerprint."""
-    subject, detector, key = value.rsplit(":", 2)
+    subject, detector, key = value.split(":", 2)
     return subject, detector, key
 
 

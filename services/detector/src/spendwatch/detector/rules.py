@@ -272,15 +272,24 @@ def seasonal(
     past = _before(today, history)
     if not past or min(past) > today.day - timedelta(days=s.warmup_days):
         return None
-    samples = [past.get(today.day - timedelta(weeks=w), _ZERO) for w in range(1, s.weeks + 1)]
+    # Same weekdays since the user's first usage (before it is not "spent nothing").
+    weeks = range(1, s.weeks + 1)
+    days = [
+        today.day - timedelta(weeks=w) for w in weeks if today.day - timedelta(weeks=w) >= min(past)
+    ]
+    if not days:
+        return None
+    samples = [past.get(d, _ZERO) for d in days]
     median = Decimal(statistics.median(samples))
     mad = Decimal(statistics.median([abs(x - median) for x in samples]))
     threshold = max(median + s.k * _MAD_TO_SIGMA * mad, s.min_ratio * median, s.min_spend_usd)
     if today.spend <= threshold:
         return None
     weekday = _WEEKDAYS[today.day.weekday()]
-    usual = f"their usual {money(median)} on {weekday}" if median else f"nothing on {weekday}"
-    message = f"{_name(today)}: spent {money(today.spend)} today, against {usual}"
+    message = (
+        f"{_name(today)}: spent {money(today.spend)} today, against their usual "
+        f"{money(median)} on {weekday} (last {len(samples)})"
+    )
     return _finding(
         SEASONAL,
         today,

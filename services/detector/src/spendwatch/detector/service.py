@@ -400,8 +400,9 @@ class Detector:
                 set(day_keys.values()), s, fresh_only=False, since=None
             )
             still |= {f.fingerprint for f in found}
+        anchor = await repository.cycle_anchor(self._db)
         for start in set(cycles.values()):
-            found = await self._cycle_findings(cycle_containing(start, start), s)
+            found = await self._cycle_findings(cycle_containing(start, anchor or start), s)
             still |= {f.fingerprint for f in found}
         for fingerprint in [*day_keys, *cycles]:
             below = "the window closed below the threshold"
