@@ -2,6 +2,23 @@
 
 from spendwatch.common.events.anomaly import AnomalyClearedV1, AnomalyDetectedV1, Severity
 from spendwatch.common.events.base import Event, utc_now
+from spendwatch.common.events.incident import (
+    ACTIONS,
+    INCIDENT_EVENTS,
+    Incident,
+    IncidentAcknowledgedV1,
+    IncidentAlertedV1,
+    IncidentCommandReplyV1,
+    IncidentCommandV1,
+    IncidentEscalatedV1,
+    IncidentEvent,
+    IncidentOpenedV1,
+    IncidentReopenedV1,
+    IncidentResolvedV1,
+    IncidentSnoozedV1,
+    IncidentUpdatedV1,
+    parse_incident_event,
+)
 from spendwatch.common.events.settings import SettingsUpdatedV1
 from spendwatch.common.events.usage import (
     DailyUsageRow,
@@ -20,12 +37,26 @@ from spendwatch.common.events.usage import (
 )
 
 __all__ = [
+    "ACTIONS",
+    "INCIDENT_EVENTS",
     "AnomalyClearedV1",
     "AnomalyDetectedV1",
     "DailyUsageRow",
     "DailyUsageSnapshotV1",
     "Event",
     "Group",
+    "Incident",
+    "IncidentAcknowledgedV1",
+    "IncidentAlertedV1",
+    "IncidentCommandReplyV1",
+    "IncidentCommandV1",
+    "IncidentEscalatedV1",
+    "IncidentEvent",
+    "IncidentOpenedV1",
+    "IncidentReopenedV1",
+    "IncidentResolvedV1",
+    "IncidentSnoozedV1",
+    "IncidentUpdatedV1",
     "Member",
     "MemberSpend",
     "Person",
@@ -38,5 +69,6 @@ __all__ = [
     "UsageCommittedV1",
     "UsageRecordedV1",
     "UserDay",
+    "parse_incident_event",
     "utc_now",
 ]

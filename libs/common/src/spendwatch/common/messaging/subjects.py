@@ -11,6 +11,7 @@ USAGE_SNAPSHOTS_ALL = "usage.snapshots.v1.>"
 USAGE_COMMITTED_ALL = "usage.committed.v1.*"
 ANOMALIES_ALL = "anomalies.events.v1.*"
 INCIDENTS_ALL = "incidents.events.v1.*"
+INCIDENT_COMMANDS_ALL = "incidents.commands.v1.*"
 SETTINGS_UPDATED = "settings.events.v1.updated"
 DLQ_ALL = "dlq.>"
 DLQ_PREFIX = "dlq."
@@ -50,6 +51,11 @@ def anomalies_events(detector: str) -> str:
 def incidents_events(transition: str) -> str:
     """`incidents.events.v1.<transition>`."""
     return f"incidents.events.v1.{token(transition)}"
+
+
+def incident_command(action: str) -> str:
+    """`incidents.commands.v1.<action>`: request/reply to the incidents service."""
+    return f"incidents.commands.v1.{token(action)}"
 
 
 def dlq(subject: str) -> str:
