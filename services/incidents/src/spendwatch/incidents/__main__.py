@@ -1,0 +1,5 @@
+"""`python -m spendwatch.incidents`."""
+
+from spendwatch.incidents.main import main
+
+main()
