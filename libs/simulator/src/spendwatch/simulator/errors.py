@@ -3,8 +3,9 @@
 SpendwatchError                  (spendwatch.common.errors)
 ├── ConfigError                  team parameters out of range (developers, days, seed)
 └── SimulatorError
-    └── InvalidSimRequestError   a side-endpoint request (late event, fault) is malformed
-        └── DuplicateEventError  a late event would repeat an existing (user, timestamp)
+    ├── InvalidSimRequestError   a side-endpoint request (late event, fault) is malformed
+    │   └── DuplicateEventError  a late event would repeat an existing (user, timestamp)
+    └── ScenarioError            a labelled scenario broke one of its own guarantees
 """
 
 from __future__ import annotations
@@ -22,3 +23,7 @@ class InvalidSimRequestError(SimulatorError):
 
 class DuplicateEventError(InvalidSimRequestError):
     """A late event would share its user and timestamp with an existing event; answers 409."""
+
+
+class ScenarioError(SimulatorError):
+    """A labelled scenario broke one of its guarantees (a cap crossed outside an incident...)."""
