@@ -17,7 +17,7 @@ from spendwatch.detector.rules import (
     UserDay,
     cost_per_request,
     daily_caps,
-    own_average,
+    usual_working_day,
     seasonal,
     spend_spike,
     zscore,
@@ -139,15 +139,21 @@ def test_a_long_lookback_not_longer_than_the_lookback_is_ignored() -> None:
 # --- own average -------------------------------------------------------------------------------
 
 
-def test_own_average() -> None:
+def test_usual_working_day() -> None:
     today = day(60)
-    assert own_average(today, [], 7) is None
-    assert own_average(today, [day(70, on=ago(3), email="bob@x.com")], 7) is None
-    # history, but none within 7 days: $0, not None
-    assert own_average(today, [day(70, on=ago(8))], 7) == Decimal(0)
-    # $70 over 7 days = $10; today and later days are not history
-    history = [day(70, on=ago(3)), day(999, on=TODAY), day(999, on=ago(-1))]
-    assert own_average(today, history, 7) == Decimal(10)
+    assert usual_working_day(today, [], 28) is None
+    assert usual_working_day(today, [day(70, on=ago(3), email="bob@x.com")], 28) is None
+    # only days before the window: nothing known
+    assert usual_working_day(today, [day(70, on=ago(29))], 28) is None
+    # ($70 + $30) / 2 active days = $50; $0 days, today and later days do not count
+    history = [
+        day(70, on=ago(3)),
+        day(30, on=ago(28)),
+        day(0, on=ago(2)),
+        day(999, on=TODAY),
+        day(999, on=ago(-1)),
+    ]
+    assert usual_working_day(today, history, 28) == Decimal(50)
 
 
 # --- z-score against the user's own average ----------------------------------------------------
@@ -170,20 +176,22 @@ def test_zscore_threshold_by_hand() -> None:
     assert found.message == f"User8: daily spend $600 is 2.7{SIGMA} above the team mean of $76"
 
 
-def test_zscore_needs_min_own_ratio_times_the_users_own_average() -> None:
-    # 1.5 x $400 = $600: at the ratio still fires; 1.5 x $400.01 = $600.015 does not
-    assert len(zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages={OUTLIER: Decimal(400)})) == 1
-    steady = {OUTLIER: Decimal("400.01")}
+def test_zscore_needs_min_own_ratio_times_the_users_usual_day() -> None:
+    # 2 x $300 = $600: at the ratio still fires; 2 x $300.01 = $600.02 does not
+    assert len(zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages={OUTLIER: Decimal(300)})) == 1
+    steady = {OUTLIER: Decimal("300.01")}
     assert zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages=steady) == []
 
 
 def test_zscore_own_ratio_unknown_zero_or_off() -> None:
-    # no known average: the team test alone decides
-    assert len(zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages={OUTLIER: None})) == 1
-    assert len(zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages={})) == 1
-    # an average of $0 (history, but not this week): any spend is 1.5 x of it
+    # given own averages, someone without one is not judged yet
+    assert zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages={OUTLIER: None}) == []
+    assert zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages={}) == []
+    # without own averages at all, the team test alone decides
+    assert len(zscore(NINE, ZScore(), CRITICAL, UTC_TZ)) == 1
+    # a usual day of $0: any spend is 2 x of it
     assert len(zscore(NINE, ZScore(), CRITICAL, UTC_TZ, own_averages={OUTLIER: Decimal(0)})) == 1
-    # min_own_ratio 0 turns the own-average test off
+    # min_own_ratio 0 turns the own-history test off
     off = ZScore(min_own_ratio=Decimal(0))
     assert len(zscore(NINE, off, CRITICAL, UTC_TZ, own_averages={OUTLIER: Decimal(10**6)})) == 1
 
@@ -346,13 +354,22 @@ def same_weekday(*spends: str | int) -> list[UserDay]:
 
 
 # samples 10..24: median (16 + 18) / 2 = $17; |x - 17| = 7 5 3 1 1 3 5 7 -> MAD (3 + 5) / 2 = 4;
-# threshold max(17 + 4 x 1.4826 x 4, 2 x 17, 25) = max(40.7216, 34, 25) = $40.7216
+# with a 100 % increase floor: threshold max(17 + 4 x 1.4826 x 4, 2 x 17, 25) = $40.7216
 RAMP = same_weekday(10, 12, 14, 16, 18, 20, 22, 24)
+TWO_X = Seasonal(min_increase_pct=100)
+
+
+def test_seasonal_default_increase_floor_is_200_percent() -> None:
+    # default: threshold max(40.7216, (1 + 200 %) x 17 = 51, 25) = $51
+    assert seasonal(day(51), RAMP, Seasonal(), CRITICAL, UTC_TZ) is None
+    found = seasonal(day("51.01"), RAMP, Seasonal(), CRITICAL, UTC_TZ)
+    assert found is not None
+    assert found.threshold == Decimal("51.00")
 
 
 def test_seasonal_fires_only_above_median_plus_k_mad() -> None:
-    assert seasonal(day("40.72"), RAMP, Seasonal(), CRITICAL, UTC_TZ) is None
-    found = seasonal(day("40.73"), RAMP, Seasonal(), CRITICAL, UTC_TZ)
+    assert seasonal(day("40.72"), RAMP, TWO_X, CRITICAL, UTC_TZ) is None
+    found = seasonal(day("40.73"), RAMP, TWO_X, CRITICAL, UTC_TZ)
     assert found == Finding(
         detector="seasonal",
         subject="alice@x.com",
@@ -374,8 +391,8 @@ def test_seasonal_fires_only_above_median_plus_k_mad() -> None:
 
 def test_seasonal_warning_then_critical() -> None:
     # critical when spend - 17 > 3 x 23.7216 = 71.1648, i.e. above $88.1648
-    warn = seasonal(day("88.16"), RAMP, Seasonal(), CRITICAL, UTC_TZ)
-    crit = seasonal(day("88.17"), RAMP, Seasonal(), CRITICAL, UTC_TZ)
+    warn = seasonal(day("88.16"), RAMP, TWO_X, CRITICAL, UTC_TZ)
+    crit = seasonal(day("88.17"), RAMP, TWO_X, CRITICAL, UTC_TZ)
     assert warn is not None
     assert crit is not None
     assert (warn.severity, crit.severity) == ("warning", "critical")
@@ -387,18 +404,18 @@ def test_seasonal_ignores_other_weekdays_and_users() -> None:
         day(1000, on=ago(13)),
         day(1000, on=ago(7), email="bob@x.com"),
     ]
-    found = seasonal(day("40.73"), [*RAMP, *noise], Seasonal(), CRITICAL, UTC_TZ)
+    found = seasonal(day("40.73"), [*RAMP, *noise], TWO_X, CRITICAL, UTC_TZ)
     assert found is not None
     assert found.baseline == Decimal("17.00")
 
 
 def test_seasonal_mad_zero_leaves_the_ratio() -> None:
-    # eight $20 Saturdays: MAD 0, threshold max(20 + 0, 2 x 20, 25) = $40
+    # eight $20 Saturdays: MAD 0, threshold max(20 + 0, 3 x 20, 25) = $60
     steady = same_weekday(*[20] * 8)
-    assert seasonal(day(40), steady, Seasonal(), CRITICAL, UTC_TZ) is None
-    found = seasonal(day("40.01"), steady, Seasonal(), CRITICAL, UTC_TZ)
+    assert seasonal(day(60), steady, Seasonal(), CRITICAL, UTC_TZ) is None
+    found = seasonal(day("60.01"), steady, Seasonal(), CRITICAL, UTC_TZ)
     assert found is not None
-    assert (found.baseline, found.threshold) == (Decimal("20.00"), Decimal("40.00"))
+    assert (found.baseline, found.threshold) == (Decimal("20.00"), Decimal("60.00"))
 
 
 def test_seasonal_spend_floor() -> None:
@@ -411,24 +428,38 @@ def test_seasonal_spend_floor() -> None:
     assert found.threshold == Decimal("25.00")
 
 
-def test_seasonal_gaps_are_zero() -> None:
-    # $100 on the last 4 Saturdays, nothing on the 4 before (first usage on a Friday 57 days
-    # ago): samples 100 x 4, 0 x 4 -> median (0 + 100) / 2 = $50, every |x - 50| = 50 -> MAD
-    # $50, threshold max(50 + 4 x 1.4826 x 50, 100, 25) = 50 + 296.52 = $346.52
-    # (were gaps skipped: median $100, MAD 0, threshold $200)
-    four = [*same_weekday(100, 100, 100, 100), day(1, on=ago(57))]
+# $1 on the Wednesday of weeks 5-8 back: present those weeks, no Saturday spend
+WORKED_WEEKDAYS = [day(1, on=ago(7 * w + 3)) for w in range(5, 9)]
+
+
+def test_seasonal_a_saturday_off_in_a_working_week_is_zero() -> None:
+    # $100 on the last 4 Saturdays, $0 on the 4 before (weeks worked): samples 100 x 4, 0 x 4 ->
+    # median (0 + 100) / 2 = $50, every |x - 50| = 50 -> MAD $50,
+    # threshold max(50 + 4 x 1.4826 x 50, 3 x 50, 25) = 50 + 296.52 = $346.52
+    four = [*same_weekday(100, 100, 100, 100), *WORKED_WEEKDAYS]
     assert seasonal(day("346.52"), four, Seasonal(), CRITICAL, UTC_TZ) is None
     found = seasonal(day("346.53"), four, Seasonal(), CRITICAL, UTC_TZ)
     assert found is not None
     assert (found.baseline, found.threshold) == (Decimal("50.00"), Decimal("346.52"))
 
 
+def test_seasonal_weeks_away_are_not_samples() -> None:
+    # the same, but nothing in weeks 5-7 (away): only week 8 counts, where the first usage was
+    # ($1 on its Friday): samples 100 x 4 and 0 -> median $100, MAD 0,
+    # threshold max(100, 3 x 100, 25) = $300 (with the away weeks as $0 it would be $346.52)
+    four = [*same_weekday(100, 100, 100, 100), day(1, on=ago(57))]
+    assert seasonal(day(300), four, Seasonal(), CRITICAL, UTC_TZ) is None
+    found = seasonal(day("300.01"), four, Seasonal(), CRITICAL, UTC_TZ)
+    assert found is not None
+    assert found.message.endswith("against their usual $100 on Saturdays (last 5)")
+
+
 def test_seasonal_weeks_before_the_first_usage_are_not_samples() -> None:
     # first usage 28 days ago: samples 100 x 4 only -> median $100, MAD 0,
-    # threshold max(100 + 0, 2 x 100, 25) = $200
+    # threshold max(100 + 0, 2 x 100, 25) = $200 (a 100 % floor)
     four = same_weekday(100, 100, 100, 100)
-    assert seasonal(day(200), four, Seasonal(), CRITICAL, UTC_TZ) is None
-    found = seasonal(day("200.01"), four, Seasonal(), CRITICAL, UTC_TZ)
+    assert seasonal(day(200), four, TWO_X, CRITICAL, UTC_TZ) is None
+    found = seasonal(day("200.01"), four, TWO_X, CRITICAL, UTC_TZ)
     assert found is not None
     assert (found.baseline, found.threshold) == (Decimal("100.00"), Decimal("200.00"))
     assert found.message.endswith("against their usual $100 on Saturdays (last 4)")
@@ -437,11 +468,12 @@ def test_seasonal_weeks_before_the_first_usage_are_not_samples() -> None:
 def test_seasonal_needs_21_days_of_history() -> None:
     assert seasonal(day(500), [], Seasonal(), CRITICAL, UTC_TZ) is None
     assert seasonal(day(500), [day(5, on=ago(20))], Seasonal(), CRITICAL, UTC_TZ) is None
-    # first usage 22 days ago (a Friday): 3 Saturday samples, all $0 -> threshold $25
+    # first usage 22 days ago (a Friday): only the Saturday 21 days ago falls in a week with
+    # spend, $0 -> threshold $25
     found = seasonal(day(30), [day(5, on=ago(22))], Seasonal(), CRITICAL, UTC_TZ)
     assert found is not None
     assert (
-        found.message == "Alice: spent $30 today, against their usual $0.00 on Saturdays (last 3)"
+        found.message == "Alice: spent $30 today, against their usual $0.00 on Saturdays (last 1)"
     )
     assert seasonal(day(30), [day(5, on=ago(21))], Seasonal(), CRITICAL, UTC_TZ) is not None
 
@@ -459,12 +491,12 @@ def test_seasonal_weeks_setting() -> None:
 
 
 def test_seasonal_three_usual_saturdays_are_a_baseline_not_nothing() -> None:
-    # first usage 21 days ago: samples 100, 100, 100 -> median $100, threshold $200
-    assert seasonal(day(100), same_weekday(100, 100, 100), Seasonal(), CRITICAL, UTC_TZ) is None
-    found = seasonal(day(201), same_weekday(100, 100, 100), Seasonal(), CRITICAL, UTC_TZ)
+    # first usage 21 days ago: samples 100, 100, 100 -> median $100, threshold 3 x 100 = $300
+    assert seasonal(day(300), same_weekday(100, 100, 100), Seasonal(), CRITICAL, UTC_TZ) is None
+    found = seasonal(day(301), same_weekday(100, 100, 100), Seasonal(), CRITICAL, UTC_TZ)
     assert found is not None
     assert (
-        found.message == "Alice: spent $201 today, against their usual $100 on Saturdays (last 3)"
+        found.message == "Alice: spent $301 today, against their usual $100 on Saturdays (last 3)"
     )
 
 

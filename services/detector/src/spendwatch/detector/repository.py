@@ -237,6 +237,25 @@ async def day_totals(db: asyncpg.Pool, *, first: date, end: date) -> list[tuple[
 
 # --- anomalies ---------------------------------------------------------------------------------
 
+
+async def earlier_windows(
+    db: asyncpg.Pool, *, subjects: Sequence[str], detectors: Sequence[str], since: datetime
+) -> dict[tuple[str, str], list[datetime]]:
+    """Window starts of the detections of these subjects and detectors from `since` on."""
+    rows = await db.fetch(
+        "SELECT DISTINCT subject, detector, window_start FROM anomalies"
+        " WHERE kind = 'detected' AND subject = ANY($1::text[]) AND detector = ANY($2::text[])"
+        " AND window_start >= $3",
+        list(subjects),
+        list(detectors),
+        since,
+    )
+    found: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for r in rows:
+        found[r["subject"], r["detector"]].append(r["window_start"])
+    return found
+
+
 # SEVERITY_RANK in SQL (our own constants, not input).
 _SEVERITY_RANK = (
     "CASE a.severity " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in SEVERITY_RANK.items()) + " END"

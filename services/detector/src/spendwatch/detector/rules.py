@@ -111,10 +111,12 @@ def spend_spike(
     )
 
 
-def own_average(today: UserDay, history: Sequence[UserDay], days: int) -> Decimal | None:
-    """The user's average daily spend over `days` before today (gaps are $0); None if no history."""
-    past = _before(today, history)
-    return _average(past, today.day, days) if past else None
+def usual_working_day(today: UserDay, history: Sequence[UserDay], days: int) -> Decimal | None:
+    """The user's average spend on the days they used anything, over `days` before today; None
+    without such a day."""
+    first = today.day - timedelta(days=days)
+    active = [v for d, v in _before(today, history).items() if d >= first and v > 0]
+    return sum(active, _ZERO) / len(active) if active else None
 
 
 def zscore(
@@ -128,8 +130,9 @@ def zscore(
 ) -> list[Finding]:
     """Users whose spend is more than `multiplier` sample std-devs above the active-user mean.
 
-    Only `candidates` (default: everyone) are reported, and with `own_averages` only those also
-    at `min_own_ratio` x their own average: a steadily heavy user is not news every day.
+    Only `candidates` (default: everyone) are reported. Given `own_averages` (each user's usual
+    working day), only those whose entry is known and at most today / `min_own_ratio`: a steadily
+    heavy user is not news every day, and a user without history is not judged yet.
     """
     active = [d for d in population if d.spend > 0]
     if s.multiplier <= 0 or len(active) < s.min_users:
@@ -153,9 +156,10 @@ def zscore(
                 continue
             if candidates is not None and d.user_email not in candidates:
                 continue
-            usual = (own_averages or {}).get(d.user_email)
-            if s.min_own_ratio and usual is not None and d.spend < s.min_own_ratio * usual:
-                continue
+            if s.min_own_ratio and own_averages is not None:
+                usual = own_averages.get(d.user_email)
+                if usual is None or d.spend < s.min_own_ratio * usual:
+                    continue
             z = tenths((d.spend - mean) / sigma)
             message = (
                 f"{_name(d)}: daily spend {money(d.spend)} is {z}{_SIGMA} above the team mean of "
@@ -265,24 +269,22 @@ def seasonal(
     tz: ZoneInfo,
 ) -> Finding | None:
     """Today's spend above a robust baseline of the same weekday: median + k x MAD (scaled to
-    sigma) of the last `weeks` same weekdays, and at least `min_ratio` x that median and
-    `min_spend_usd`. Needs `warmup_days` of history first; gaps are $0."""
+    sigma) of the last `weeks` same weekdays, at least `min_increase_pct` above that median, and
+    at least `min_spend_usd`. Needs `warmup_days` of history first. A same weekday with no spend
+    counts as $0, unless the user spent nothing that whole week (away: not a sample)."""
     if s.k <= 0 or today.spend < s.min_spend_usd:
         return None
     past = _before(today, history)
     if not past or min(past) > today.day - timedelta(days=s.warmup_days):
         return None
-    # Same weekdays since the user's first usage (before it is not "spent nothing").
-    weeks = range(1, s.weeks + 1)
-    days = [
-        today.day - timedelta(weeks=w) for w in weeks if today.day - timedelta(weeks=w) >= min(past)
-    ]
-    if not days:
+    days = [today.day - timedelta(weeks=w) for w in range(1, s.weeks + 1)]
+    samples = [past.get(d, _ZERO) for d in days if d >= min(past) and _present(past, d)]
+    if not samples:
         return None
-    samples = [past.get(d, _ZERO) for d in days]
     median = Decimal(statistics.median(samples))
     mad = Decimal(statistics.median([abs(x - median) for x in samples]))
-    threshold = max(median + s.k * _MAD_TO_SIGMA * mad, s.min_ratio * median, s.min_spend_usd)
+    floor = median * (1 + Decimal(s.min_increase_pct) / 100)
+    threshold = max(median + s.k * _MAD_TO_SIGMA * mad, floor, s.min_spend_usd)
     if today.spend <= threshold:
         return None
     weekday = _WEEKDAYS[today.day.weekday()]
@@ -306,6 +308,11 @@ def _before(today: UserDay, history: Sequence[UserDay]) -> dict[date, Decimal]:
     return {
         d.day: d.spend for d in history if d.user_email == today.user_email and d.day < today.day
     }
+
+
+def _present(past: Mapping[date, Decimal], day: date) -> bool:
+    """Whether the user spent anything in the week around `day` (three days either side)."""
+    return any(past.get(day + timedelta(days=k), _ZERO) > 0 for k in range(-3, 4))
 
 
 def _average(past: Mapping[date, Decimal], today: date, days: int) -> Decimal:

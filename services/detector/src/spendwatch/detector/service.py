@@ -54,12 +54,14 @@ from spendwatch.detector.findings import (
 )
 from spendwatch.detector.repository import MICROS, FingerprintState
 from spendwatch.detector.rules import (
+    SEASONAL,
+    ZSCORE,
     UserDay,
     cost_per_request,
     daily_caps,
-    own_average,
     seasonal,
     spend_spike,
+    usual_working_day,
     zscore,
 )
 from spendwatch.detector.thresholds import DetectionSettings
@@ -69,6 +71,7 @@ _IDS = uuid.UUID("6f1d2c1e-5b1a-4c55-9a51-8a3f0f9d2b7e")  # namespace of anomaly
 _CUMULATIVE = frozenset({USER_CYCLE_CAP, TEAM_BUDGET, CYCLE_OUTLIER, PLAN_EXHAUSTION})
 _PEAKS_KEPT = 50_000  # cached usual peaks (user, day) before the cache starts over
 _RECENT_DAYS = 1  # runaways are looked for today and yesterday only
+_USUAL_DAYS = 28  # a user's usual working day, for the z-score's own-history test
 
 
 def anomaly_id(fingerprint: str, severity: str, generation: int = 0) -> str:
@@ -127,7 +130,7 @@ class Detector:
         findings = await self._day_findings(
             keys, settings, fresh_only=True, since=notice.earliest_occurred_at
         )
-        published = await self._report_all(findings)
+        published = await self._report_all(await self._cooled(findings, settings))
         latency = (self._clock() - notice.committed_at).total_seconds()
         metrics.DETECTION_LATENCY.observe(max(latency, 0.0))
         return published
@@ -144,7 +147,7 @@ class Detector:
         )
         keys = {(d.user_email, d.day) for d in rows}
         findings = await self._day_findings(keys, settings, fresh_only=False, since=None)
-        return await self._report_all(findings)
+        return await self._report_all(await self._cooled(findings, settings))
 
     async def tick(self) -> list[AnomalyDetectedV1 | AnomalyClearedV1]:
         """The cycle rules and the clears; a no-op while another replica ticks."""
@@ -215,7 +218,7 @@ class Detector:
             candidates = {user for user, d in keys if d == day}
             population = await repository.population(self._db, day=day)
             usual = {
-                user: own_average(found[user, day], mine[user], s.spend_spike.lookback_days)
+                user: usual_working_day(found[user, day], mine[user], _USUAL_DAYS)
                 for user in candidates
                 if (user, day) in found
             }
@@ -296,6 +299,30 @@ class Detector:
         budget = team_budget(sum((x.spend for x in spends), Decimal(0)), s.static_caps, cycle, tz)
         findings.extend([budget] if budget else [])
         return findings
+
+    async def _cooled(self, findings: list[Finding], s: DetectionSettings) -> list[Finding]:
+        """Without the statistical findings whose detector alerted on the same user within its
+        cooldown (a new level is one alert, not one per day)."""
+        cooldowns = {ZSCORE: s.zscore.cooldown_days, SEASONAL: s.seasonal.cooldown_days}
+        cooling = [f for f in findings if cooldowns.get(f.detector)]
+        if not cooling:
+            return findings
+        since = min(f.window_start - timedelta(days=cooldowns[f.detector]) for f in cooling)
+        earlier = await repository.earlier_windows(
+            self._db,
+            subjects=sorted({f.subject for f in cooling}),
+            detectors=sorted({f.detector for f in cooling}),
+            since=since,
+        )
+        kept = []
+        for f in findings:
+            days = cooldowns.get(f.detector)
+            starts = earlier.get((f.subject, f.detector), [])
+            recent = days and any(
+                f.window_start - timedelta(days=days) <= start < f.window_start for start in starts
+            )
+            kept.extend([] if recent else [f])
+        return kept
 
     # --- reporting -------------------------------------------------------------------------------
 

@@ -42,9 +42,11 @@ class ZScore(_Section):
     multiplier: Factor = Decimal("2.5")
     min_users: Users = 5
     min_daily_spend_usd: Usd = Decimal(50)
-    # Only when today is also this many times the user's own daily average (0: off), so a
-    # steadily heavy user is not "an outlier" every working day.
-    min_own_ratio: Factor = Decimal("1.5")
+    # Only when today is also this many times the user's own usual working day (the average of
+    # their days with spend over 28 days; 0: off), so a steadily heavy user is not "an outlier"
+    # every working day, and someone without history is not judged yet.
+    min_own_ratio: Factor = Decimal("2.0")
+    cooldown_days: OptionalDays = 7  # one alert per user per week, not one per busy day
 
 
 class SpendSpike(_Section):
@@ -97,9 +99,10 @@ class Seasonal(_Section):
 
     k: Factor = Decimal(4)
     min_spend_usd: Usd = Decimal(25)
-    min_ratio: Factor = Decimal("2.0")  # at least 200 % of the baseline
+    min_increase_pct: Annotated[int, Field(ge=0, le=100_000)] = 200  # today >= 3x the median
     warmup_days: Days = 21
     weeks: Annotated[int, Field(ge=2, le=26)] = 8  # same-weekday samples in the baseline
+    cooldown_days: OptionalDays = 7  # a new level is one alert, not one per day
 
 
 class Runaway(_Section):
