@@ -17,9 +17,9 @@ from spendwatch.detector.rules import (
     UserDay,
     cost_per_request,
     daily_caps,
-    usual_working_day,
     seasonal,
     spend_spike,
+    usual_working_day,
     zscore,
 )
 from spendwatch.detector.thresholds import (
