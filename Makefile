@@ -2,7 +2,7 @@
 UV := $(shell sh scripts/ensure-uv.sh)
 VENV := .venv/bin
 
-.PHONY: help install dev demo test lint up migrate bench bench-ingest bench-collect
+.PHONY: help install dev demo test lint up migrate bench bench-ingest bench-collect bench-detect
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -19,10 +19,10 @@ demo: install  ## the local stack fed by a simulated Cursor team (no Cursor key 
 test: install  ## run every test; starts its own nats-server and PostgreSQL
 	$(VENV)/pytest
 
-lint: install  ## ruff and mypy (strict on libs/ and services/)
+lint: install  ## ruff and mypy (strict on libs/, services/ and benchmarks/)
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy libs services
+	$(VENV)/mypy libs services benchmarks
 	$(VENV)/lint-imports
 
 up:  ## run the production stack with Docker Compose
@@ -31,10 +31,13 @@ up:  ## run the production stack with Docker Compose
 migrate: install  ## apply database migrations to DATABASE_URL
 	$(VENV)/spendwatch migrate
 
-bench: bench-ingest bench-collect  ## run every benchmark
+bench: bench-ingest bench-collect bench-detect  ## run every benchmark
 
 bench-ingest: install  ## sink throughput and latency vs the raw NATS/COPY limits
 	$(VENV)/python benchmarks/bench_ingest.py
 
 bench-collect: install  ## a first Cursor pass for 500 developers x 30 days against the simulator
 	$(VENV)/python benchmarks/bench_collect.py
+
+bench-detect: install  ## detection quality vs the peer on a labelled 200-developer, 90-day scenario
+	$(VENV)/python -m benchmarks.bench_detect
