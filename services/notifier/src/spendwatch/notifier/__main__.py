@@ -1,0 +1,5 @@
+"""`python -m spendwatch.notifier`."""
+
+from spendwatch.notifier.main import main
+
+main()
