@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -143,7 +144,7 @@ async def until(
 
 async def drained(js: JetStreamContext) -> bool:
     info = await js.consumer_info("INCIDENTS", DURABLE)
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 async def row(pool: asyncpg.Pool, key: str) -> asyncpg.Record | None:
@@ -260,7 +261,8 @@ async def test_acknowledge_and_resolve_edit_the_root_and_say_who_in_its_thread(
         await until(lambda: len(fake_slack.updates()) == 2, what="the second edit")
         [root] = fake_slack.top_level()
         await until(lambda: len(fake_slack.replies(root.ts)) == 2, what="two thread replies")
-    after_ack, after_resolve = root.history[1], {"blocks": root.blocks, "text": root.text}
+    after_ack = root.history[1]
+    after_resolve: dict[str, Any] = {"blocks": root.blocks, "text": root.text}
     state = after_ack["blocks"][2]["fields"][-1]["text"]
     assert state == "*State*\n:eyes: Acknowledged by <@U024BE7LH>"
     [ack_buttons] = actions(after_ack["blocks"])
@@ -289,7 +291,7 @@ async def test_escalation_renotifies_in_the_channel_and_updates_the_root(
     await store_incident(pool, inc)
     opened = event("opened", inc)
     escalated = event("escalated", opened.incident, severity="critical", message="Alice: $640")
-    updated = event("updated", escalated.incident, value=escalated.incident.value * 2)
+    updated = event("updated", escalated.incident, value=Decimal("428.00"))
     for ev in (opened, escalated, updated):
         await n.handle(ev)
     [root] = fake_slack.top_level()
@@ -375,7 +377,9 @@ async def test_more_than_three_at_once_post_three_now_and_one_grouped_message_fo
         later = next(ev for ev in opened if f"incident:{ev.incident_id}" in listed)
         await publish(
             js,
-            event("acknowledged", later.incident, actor="slack:U9ABC", acknowledged_by="slack:U9ABC"),
+            event(
+                "acknowledged", later.incident, actor="slack:U9ABC", acknowledged_by="slack:U9ABC"
+            ),
         )
         await until(lambda: fake_slack.replies(grouped.ts), what="a reply in the grouped thread")
         await until(lambda: len(commands) == 6, what="six alerted commands")
@@ -538,12 +542,12 @@ async def test_a_failing_slack_is_recorded_counted_and_unhealthy_until_it_recove
     await store_incident(pool, inc)
     key = f"slack:root:{inc.incident_id}"
     before = metric("spendwatch_notifier_delivery_failures_total", channel="slack")
-    fake_slack.fail_next(1000, status=500)
     async with (
         incidents_service(nc),
         running(settings(database_url, nats_url, fake_slack, METRICS_PORT=port)),
         aiohttp.ClientSession() as http,
     ):
+        fake_slack.fail_next(1000, status=500)
         await publish(js, event("opened", inc))
         await until(
             lambda: pool.fetchval("SELECT status = 'failed' FROM notifications"), what="failed"
@@ -593,9 +597,9 @@ async def test_an_event_that_keeps_failing_is_dead_lettered_after_the_last_deliv
         await msg.nak()
     [last] = await sub.fetch(1, timeout=2)
     assert last.metadata.num_delivered == MAX_DELIVER
-    fake_slack.fail_next(1000, status=500)
     app, runtime = build(settings(database_url, nats_url, fake_slack))
     await runtime.start()
+    fake_slack.fail_next(1000, status=500)
     try:
         before = metric("spendwatch_notifier_dead_lettered_total")
         with pytest.raises(AckMessage):
