@@ -34,10 +34,10 @@ migrate: install  ## apply database migrations to DATABASE_URL
 bench: bench-ingest bench-collect bench-detect  ## run every benchmark
 
 bench-ingest: install  ## sink throughput and latency vs the raw NATS/COPY limits
-	$(VENV)/python benchmarks/bench_ingest.py
+	$(VENV)/python -m benchmarks.bench_ingest
 
 bench-collect: install  ## a first Cursor pass for 500 developers x 30 days against the simulator
-	$(VENV)/python benchmarks/bench_collect.py
+	$(VENV)/python -m benchmarks.bench_collect
 
 bench-detect: install  ## detection quality vs the peer on a labelled 200-developer, 90-day scenario
 	$(VENV)/python -m benchmarks.bench_detect
