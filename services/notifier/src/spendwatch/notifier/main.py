@@ -53,7 +53,7 @@ _TRANSIENT: tuple[type[Exception], ...] = (
     nats.errors.Error,
 )
 
-_SWEEP_ERRORS: tuple[type[Exception], ...] = (*_TRANSIENT, DeliveryBusyError)
+_RETRIED: tuple[type[Exception], ...] = (*_TRANSIENT, DeliveryBusyError)
 
 
 def build_email(settings: NotifierSettings) -> EmailChannel | None:
@@ -102,7 +102,7 @@ class NotifierRuntime:
     async def start(self) -> None:
         """Pool, streams and channels before the subscriber consumes."""
         s = self._settings
-        self._pool = await create_pool(s.database_url.get_secret_value(), max_size=6)
+        self._pool = await create_pool(s.database_url.get_secret_value(), max_size=12)
         await self._broker.connect()
         await ensure_streams(self._broker.connection.jetstream())
         slack = None
@@ -173,9 +173,10 @@ class NotifierRuntime:
         assert self.notifier is not None  # set before the subscriber starts
         try:
             await self.notifier.handle(event)
-        except DeliveryBusyError:
-            raise NackMessage(delay=1.0) from None
-        except _TRANSIENT as exc:
+        except _RETRIED as exc:
+            # Another consumer holding the delivery (busy) is retried like a failure, with the
+            # same growing delay, so a claimer that died is outlived by its lease and nothing
+            # is ever dropped: the last delivery parks the event in the DLQ.
             deliveries = msg.raw_message.metadata.num_delivered
             if deliveries >= MAX_DELIVER:
                 js = self._broker.connection.jetstream()
@@ -198,7 +199,7 @@ class NotifierRuntime:
         assert self.notifier is not None
         try:
             await self.notifier.sweep()
-        except _SWEEP_ERRORS:
+        except _RETRIED:
             log.warning("notifier.sweep_failed", exc_info=True)
 
     async def _sweep_forever(self) -> None:
@@ -237,6 +238,8 @@ def build(settings: NotifierSettings) -> tuple[FastStream, NotifierRuntime]:
         subjects.INCIDENTS_ALL,
         stream=JStream(INCIDENTS.name, declare=False),
         durable=DURABLE,
+        # Messages fetched together are handled concurrently (the delivery log keeps them
+        # apart); a batch of 10 lets a burst of incidents post in parallel.
         pull_sub=PullSub(batch_size=10, timeout=0.5),
         config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=120),
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -121,7 +121,7 @@ class Notifier:
         digest_hour: int = 9,
         max_event_age: timedelta | None = timedelta(hours=24),
         clock: Callable[[], datetime] = utc_now,
-        lease: timedelta = timedelta(minutes=2),
+        lease: timedelta = timedelta(minutes=5),
     ) -> None:
         self._db = db
         self._slack = slack
@@ -449,7 +449,7 @@ class Notifier:
             await asyncio.sleep(delay)
             try:
                 await self.flush(window_id)
-            except (DeliveryError, DeliveryBusyError, OSError, asyncpg.PostgresError):
+            except Exception:  # a background task: log it, the sweep tries again
                 log.warning("notifier.flush_failed", window_id=window_id, exc_info=True)
             finally:
                 self._timers.pop(window_id, None)
