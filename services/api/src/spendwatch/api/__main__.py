@@ -1,0 +1,5 @@
+"""`python -m spendwatch.api`."""
+
+from spendwatch.api.main import main
+
+main()

@@ -1,0 +1,19 @@
+"""The API's routes, one module per area; each exposes a `routes` table.
+
+A new area (`incidents.py`, `stats.py`, ...) defines `routes = web.RouteTableDef()` and is
+listed in ROUTE_TABLES; handlers reach the pool, NATS and settings through `spendwatch.api.keys`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from spendwatch.api.routes import health, metrics, slack
+
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, metrics.routes, slack.routes)
+
+
+def setup_routes(app: web.Application) -> None:
+    """Register every route table on `app`."""
+    for table in ROUTE_TABLES:
+        app.add_routes(table)
