@@ -137,6 +137,10 @@ async def test_a_window_closed_below_its_threshold_clears_and_a_new_firing_is_ne
     clock = Clock(day + timedelta(hours=18))
     detector = Detector(db=pool, js=js, timezone="UTC", clock=clock)
     team = [f"user{i}@x.com" for i in range(8)]
+    # Zed's usual working day is $100 (the z-score also wants 2x the user's own usual day).
+    await store(
+        pool, [spend("zed@x.com", day - timedelta(days=d, hours=-9), "100") for d in (1, 2, 3)]
+    )
     notice = await store(
         pool,
         [spend(u, day + timedelta(hours=9), "10") for u in team]

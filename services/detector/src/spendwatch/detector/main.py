@@ -21,10 +21,12 @@ from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.messaging import ensure_streams, make_broker, subjects
 from spendwatch.common.messaging.streams import SETTINGS, USAGE
 from spendwatch.common.observability import start_metrics_server
+from spendwatch.detector.coalesce import Coalescer
 from spendwatch.detector.service import Detector
 from spendwatch.detector.settings import DetectorSettings
 
 log = get_logger("spendwatch.detector")
+NOTICES_IN_FLIGHT = 64  # notices handled at once; those waiting are evaluated together
 
 
 class DetectorRuntime:
@@ -37,6 +39,7 @@ class DetectorRuntime:
         self._http: web.AppRunner | None = None
         self._ticking: asyncio.Task[None] | None = None
         self.detector: Detector | None = None
+        self.coalescer: Coalescer | None = None
 
     async def start(self) -> None:
         """Pool and streams before the subscriber consumes; then /metrics."""
@@ -50,6 +53,7 @@ class DetectorRuntime:
             timezone=self._settings.team_timezone,
             clear_grace=timedelta(seconds=self._settings.clear_grace_seconds),
         )
+        self.coalescer = Coalescer(self.detector.evaluate_many)
 
     async def ready(self) -> None:
         """Start the tick, serve /metrics and say so."""
@@ -101,13 +105,14 @@ def build_app(settings: DetectorSettings) -> FastStream:
         subjects.USAGE_COMMITTED_ALL,
         stream=JStream(USAGE.name, declare=False),
         durable=subjects.durable("detector", USAGE.name),
-        pull_sub=PullSub(batch_size=20, timeout=0.5),
-        config=ConsumerConfig(max_deliver=20, ack_wait=60),
+        pull_sub=PullSub(batch_size=NOTICES_IN_FLIGHT, timeout=0.5),
+        config=ConsumerConfig(max_deliver=20, ack_wait=60, max_ack_pending=NOTICES_IN_FLIGHT * 4),
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        max_workers=NOTICES_IN_FLIGHT,  # handled concurrently, so that they can be coalesced
     )
     async def on_committed(notice: UsageCommittedV1) -> None:
-        assert runtime.detector is not None  # set before the subscriber starts
-        await runtime.detector.evaluate(notice)
+        assert runtime.coalescer is not None  # set before the subscriber starts
+        await runtime.coalescer.submit(notice)
 
     @broker.subscriber(
         subjects.SETTINGS_UPDATED,

@@ -128,20 +128,27 @@ async def team_top_model(db: asyncpg.Pool, *, day: date) -> str | None:
 
 
 async def requests(
-    db: asyncpg.Pool, *, users: Sequence[str], start: datetime, end: datetime
+    db: asyncpg.Pool,
+    *,
+    users: Sequence[str],
+    start: datetime,
+    end: datetime,
+    headless_only: bool = False,
 ) -> dict[str, list[Request]]:
-    """Each user's requests in [start, end), oldest first."""
+    """Each user's requests (or only the headless ones) in [start, end), oldest first."""
     rows = await db.fetch(
         """
         SELECT user_email, occurred_at, cost_micros, model, is_headless,
                input_tokens + output_tokens + cache_read_tokens + cache_write_tokens AS tokens
         FROM usage_events
         WHERE user_email = ANY($1::text[]) AND occurred_at >= $2 AND occurred_at < $3
+          AND (is_headless OR NOT $4)
         ORDER BY user_email, occurred_at, event_id
         """,
         list(users),
         start,
         end,
+        headless_only,
     )
     found: dict[str, list[Request]] = defaultdict(list)
     for r in rows:

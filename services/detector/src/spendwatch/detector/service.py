@@ -72,6 +72,7 @@ _CUMULATIVE = frozenset({USER_CYCLE_CAP, TEAM_BUDGET, CYCLE_OUTLIER, PLAN_EXHAUS
 _PEAKS_KEPT = 50_000  # cached usual peaks (user, day) before the cache starts over
 _RECENT_DAYS = 1  # runaways are looked for today and yesterday only
 _USUAL_DAYS = 28  # a user's usual working day, for the z-score's own-history test
+_RUNAWAY_EVERY = timedelta(seconds=30)  # per user: a burst is still caught within the minute
 
 
 def anomaly_id(fingerprint: str, severity: str, generation: int = 0) -> str:
@@ -122,17 +123,23 @@ class Detector:
         self._clear_grace = clear_grace  # how late usage may still arrive for a closed window
         self._peaks: dict[tuple[str, date, int, int], Peaks] = {}
         self._settled: set[str] = set()  # closed windows that still hold: left to people
+        self._runaway_due: dict[tuple[str, date], datetime] = {}  # key -> earliest new request
+        self._runaway_checked: dict[str, datetime] = {}  # user -> last runaway check
 
     async def evaluate(self, notice: UsageCommittedV1) -> list[AnomalyDetectedV1]:
         """Evaluate the notice's keys; returns the anomalies published now."""
+        return await self.evaluate_many([notice])
+
+    async def evaluate_many(self, notices: list[UsageCommittedV1]) -> list[AnomalyDetectedV1]:
+        """Evaluate several notices' keys as one (the union; runaways from the earliest)."""
         settings = await self.settings()
-        keys = {(key.user_email, key.day) for key in notice.keys}
-        findings = await self._day_findings(
-            keys, settings, fresh_only=True, since=notice.earliest_occurred_at
-        )
+        keys = {(key.user_email, key.day) for notice in notices for key in notice.keys}
+        since = min(notice.earliest_occurred_at for notice in notices)
+        findings = await self._day_findings(keys, settings, fresh_only=True, since=since)
         published = await self._report_all(await self._cooled(findings, settings))
-        latency = (self._clock() - notice.committed_at).total_seconds()
-        metrics.DETECTION_LATENCY.observe(max(latency, 0.0))
+        now = self._clock()
+        for notice in notices:
+            metrics.DETECTION_LATENCY.observe(max((now - notice.committed_at).total_seconds(), 0))
         return published
 
     async def evaluate_days(self, days: int) -> list[AnomalyDetectedV1]:
@@ -158,7 +165,9 @@ class Detector:
             anchor = await repository.cycle_anchor(self._db)
             cycle = cycle_containing(self._today(), anchor)
             published: list[AnomalyDetectedV1 | AnomalyClearedV1] = []
-            published += await self._report_all(await self._cycle_findings(cycle, settings))
+            findings = [*await self._cycle_findings(cycle, settings)]
+            findings += await self._due_runaways(settings)
+            published += await self._report_all(findings)
             published += await self._clear(settings)
             return published
 
@@ -238,10 +247,31 @@ class Detector:
                 tz,
                 candidates=candidates,
             )
-        recent = {k for k in keys if k[1] >= today - timedelta(days=_RECENT_DAYS)}
-        if since is not None and recent:
-            findings += await self._runaways(recent, s, since)
+        if since is not None:
+            for key in keys:
+                if key[1] >= today - timedelta(days=_RECENT_DAYS):
+                    self._runaway_due[key] = min(since, self._runaway_due.get(key, since))
+            findings += await self._due_runaways(s)
         return findings
+
+    async def _due_runaways(self, s: DetectionSettings) -> list[Finding]:
+        """Runaway checks for the keys with new requests, at most once per user per
+        `_RUNAWAY_EVERY` (a busy user's trailing windows are not re-read for every batch);
+        a key not due yet waits for a later evaluation or the tick."""
+        now = self._clock()
+        due: dict[tuple[str, date], datetime] = {}
+        for key, since in list(self._runaway_due.items()):
+            checked = self._runaway_checked.get(key[0])
+            if checked is None or now - checked >= _RUNAWAY_EVERY:
+                due[key] = since
+                del self._runaway_due[key]
+        if not due:
+            return []
+        if len(self._runaway_checked) > _PEAKS_KEPT:
+            self._runaway_checked.clear()
+        for user, _ in due:
+            self._runaway_checked[user] = now
+        return await self._runaways(set(due), s, min(due.values()))
 
     async def _runaways(
         self, keys: set[tuple[str, date]], s: DetectionSettings, since: datetime
@@ -253,7 +283,16 @@ class Detector:
         for day in sorted({day for _, day in keys}):
             users = sorted({user for user, d in keys if d == day})
             start, end = day_window(day, self._tz)
-            requests = await repository.requests(self._db, users=users, start=start, end=end)
+            # Windows ending at the new requests need only the last window before them; a
+            # headless run needs the day's earlier headless requests (far fewer than all).
+            cut = min(max(start, since - timedelta(minutes=r.window_minutes)), end)
+            requests = await repository.requests(self._db, users=users, start=cut, end=end)
+            if r.headless_hours and cut > start:
+                earlier = await repository.requests(
+                    self._db, users=users, start=start, end=cut, headless_only=True
+                )
+                for user, older in earlier.items():
+                    requests[user] = older + requests.get(user, [])
             peaks = await self._usual_peaks(users, day, s)
             for user in users:
                 finding = runaway(
