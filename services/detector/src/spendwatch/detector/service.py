@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -72,7 +72,8 @@ _CUMULATIVE = frozenset({USER_CYCLE_CAP, TEAM_BUDGET, CYCLE_OUTLIER, PLAN_EXHAUS
 _PEAKS_KEPT = 50_000  # cached usual peaks (user, day) before the cache starts over
 _RECENT_DAYS = 1  # runaways are looked for today and yesterday only
 _USUAL_DAYS = 28  # a user's usual working day, for the z-score's own-history test
-_RUNAWAY_EVERY = timedelta(seconds=30)  # per user: a burst is still caught within the minute
+_RUNAWAY_EVERY = timedelta(seconds=60)  # per user: a burst is still caught within a minute or two
+_RUNAWAY_KEYS_PER_EVALUATION = 250
 
 
 def anomaly_id(fingerprint: str, severity: str, generation: int = 0) -> str:
@@ -259,12 +260,16 @@ class Detector:
         `_RUNAWAY_EVERY` (a busy user's trailing windows are not re-read for every batch);
         a key not due yet waits for a later evaluation or the tick."""
         now = self._clock()
-        due: dict[tuple[str, date], datetime] = {}
-        for key, since in list(self._runaway_due.items()):
-            checked = self._runaway_checked.get(key[0])
-            if checked is None or now - checked >= _RUNAWAY_EVERY:
-                due[key] = since
-                del self._runaway_due[key]
+        never = datetime.min.replace(tzinfo=UTC)
+        ready = [
+            key
+            for key in self._runaway_due
+            if now - self._runaway_checked.get(key[0], never) >= _RUNAWAY_EVERY
+        ]
+        # The longest-waiting first, a bounded number per evaluation: the work stays smooth
+        # when many users fall due together.
+        ready.sort(key=lambda key: self._runaway_checked.get(key[0], never))
+        due = {key: self._runaway_due.pop(key) for key in ready[:_RUNAWAY_KEYS_PER_EVALUATION]}
         if not due:
             return []
         if len(self._runaway_checked) > _PEAKS_KEPT:
