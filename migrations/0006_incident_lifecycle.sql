@@ -29,3 +29,30 @@ SELECT incident_id, fingerprint, detector, subject, severity, state, resolution,
        extract(epoch FROM resolved_at - detected_at)::double precision AS mttr_seconds,
        cost_micros
 FROM incidents;
+
+-- MTTD/MTTI/MTTR aggregated over incidents detected in [since, until): per detector and overall
+-- (detector NULL), count, mean, p50 and p90 in seconds. One definition for the API and Grafana.
+CREATE FUNCTION incident_mtt_summary(since timestamptz, until timestamptz)
+RETURNS TABLE (
+    detector text, incidents bigint,
+    mttd_mean double precision, mttd_p50 double precision, mttd_p90 double precision,
+    mtti_mean double precision, mtti_p50 double precision, mtti_p90 double precision,
+    mttr_mean double precision, mttr_p50 double precision, mttr_p90 double precision,
+    cost_micros numeric
+)
+LANGUAGE sql STABLE AS $$
+    SELECT m.detector, count(*),
+           avg(m.mttd_seconds),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY m.mttd_seconds),
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY m.mttd_seconds),
+           avg(m.mtti_seconds),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY m.mtti_seconds),
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY m.mtti_seconds),
+           avg(m.mttr_seconds),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY m.mttr_seconds),
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY m.mttr_seconds),
+           sum(m.cost_micros)
+    FROM incident_metrics AS m
+    WHERE m.detected_at >= since AND m.detected_at < until
+    GROUP BY GROUPING SETS ((m.detector), ())
+$$;

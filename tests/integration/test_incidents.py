@@ -303,3 +303,40 @@ async def test_the_service_opens_from_the_bus_and_answers_commands(
     assert IncidentCommandReplyV1.model_validate_json(mismatch.data).code == "invalid_command"
     await sub.unsubscribe()
     await asyncio.sleep(0)
+
+
+async def test_mtt_summary_per_detector_and_overall(pool: asyncpg.Pool) -> None:
+    # Three spike incidents (MTTD 60/120/300 s) and one runaway (MTTD 30 s), two resolved.
+    await pool.execute(
+        """
+        INSERT INTO incidents (incident_id, fingerprint, detector, subject, state, severity,
+            message, evidence_first_at, detected_at, alerted_at, acknowledged_at, resolved_at,
+            cost_micros)
+        VALUES
+          (gen_random_uuid(), 'a', 'spend_spike', 'a', 'resolved', 'warning', 'm',
+           '2026-11-20 10:00Z', '2026-11-20 10:01Z', '2026-11-20 10:01Z', '2026-11-20 10:11Z',
+           '2026-11-20 11:01Z', 5000000),
+          (gen_random_uuid(), 'b', 'spend_spike', 'b', 'resolved', 'warning', 'm',
+           '2026-11-20 10:00Z', '2026-11-20 10:02Z', '2026-11-20 10:02Z', NULL,
+           '2026-11-20 12:02Z', 1000000),
+          (gen_random_uuid(), 'c', 'spend_spike', 'c', 'open', 'warning', 'm',
+           '2026-11-20 10:00Z', '2026-11-20 10:05Z', NULL, NULL, NULL, NULL),
+          (gen_random_uuid(), 'd', 'runaway', 'd', 'open', 'critical', 'm',
+           '2026-11-20 10:00Z', '2026-11-20 10:00:30Z', NULL, NULL, NULL, NULL),
+          (gen_random_uuid(), 'e', 'runaway', 'e', 'open', 'critical', 'm',
+           '2026-11-10 10:00Z', '2026-11-10 10:00:30Z', NULL, NULL, NULL, NULL)
+        """
+    )
+    rows = await pool.fetch(
+        "SELECT * FROM incident_mtt_summary('2026-11-15', '2026-11-21')"
+        " ORDER BY detector NULLS FIRST"
+    )
+    overall, runaway, spike = (dict(r) for r in rows)
+    assert (overall["detector"], overall["incidents"]) == (None, 4)  # the 11-10 one is outside
+    assert overall["mttd_p50"] == 90.0  # 30, 60, 120, 300
+    assert (spike["incidents"], spike["mttd_mean"], spike["mttd_p50"]) == (3, 160.0, 120.0)
+    assert spike["mttd_p90"] == pytest.approx(264.0)  # 120 + 0.8 x (300 - 120)
+    assert (spike["mtti_mean"], spike["mtti_p50"]) == (600.0, 600.0)  # only one acknowledged
+    assert (spike["mttr_mean"], spike["mttr_p90"]) == (5400.0, pytest.approx(6840.0))
+    assert spike["cost_micros"] == 6_000_000
+    assert (runaway["incidents"], runaway["mttd_mean"], runaway["mttr_mean"]) == (1, 30.0, None)
