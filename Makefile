@@ -2,7 +2,7 @@
 UV := $(shell sh scripts/ensure-uv.sh)
 VENV := .venv/bin
 
-.PHONY: help install dev demo test lint up migrate bench bench-ingest bench-collect bench-detect
+.PHONY: help install dev demo test lint up migrate bench bench-ingest bench-collect bench-detect bench-alert
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ up:  ## run the production stack with Docker Compose
 migrate: install  ## apply database migrations to DATABASE_URL
 	$(VENV)/spendwatch migrate
 
-bench: bench-ingest bench-collect bench-detect  ## run every benchmark
+bench: bench-ingest bench-collect bench-detect bench-alert  ## run every benchmark
 
 bench-ingest: install  ## sink throughput and latency vs the raw NATS/COPY limits
 	$(VENV)/python -m benchmarks.bench_ingest
@@ -41,3 +41,6 @@ bench-collect: install  ## a first Cursor pass for 500 developers x 30 days agai
 
 bench-detect: install  ## detection quality vs the peer on a labelled 200-developer, 90-day scenario
 	$(VENV)/python -m benchmarks.bench_detect
+
+bench-alert: install  ## usage event -> Slack post latency under 5,000 events/s of background traffic
+	$(VENV)/python -m benchmarks.bench_alert
