@@ -110,15 +110,15 @@ def runaway(
 ) -> Finding | None:
     """The worst burst among windows ending at `since` or later, else a long headless run."""
     window = timedelta(minutes=s.window_minutes)
-    limits = _limits(peaks, s)
+    bounds = limits(peaks, s)
     worst: tuple[Decimal, Finding] | None = None
     for total in trailing_windows(requests, window):
         if (since is not None and total.end < since) or total.requests < MIN_BURST_REQUESTS:
             continue
         for metric, value, limit, usual in (
-            ("window_spend", total.spend, limits[0], peaks.spend),
-            ("window_tokens", Decimal(total.tokens), limits[1], Decimal(peaks.tokens)),
-            ("window_requests", Decimal(total.requests), limits[2], Decimal(peaks.requests)),
+            ("window_spend", total.spend, bounds[0], peaks.spend),
+            ("window_tokens", Decimal(total.tokens), bounds[1], Decimal(peaks.tokens)),
+            ("window_requests", Decimal(total.requests), bounds[2], Decimal(peaks.requests)),
         ):
             if not limit or value <= limit:
                 continue
@@ -151,7 +151,7 @@ def burst_holds(requests: Sequence[Request], peaks: Peaks, s: Runaway, at: datet
     inside = [r for r in requests if start < r.at <= at]
     if len(inside) < MIN_BURST_REQUESTS:
         return False
-    spend_limit, tokens_limit, requests_limit = _limits(peaks, s)
+    spend_limit, tokens_limit, requests_limit = limits(peaks, s)
     spend = sum((r.spend for r in inside), _ZERO)
     tokens = sum(r.tokens for r in inside)
     return bool(
@@ -211,7 +211,7 @@ def headless_run(
     )
 
 
-def _limits(peaks: Peaks, s: Runaway) -> tuple[Decimal, Decimal, Decimal]:
+def limits(peaks: Peaks, s: Runaway) -> tuple[Decimal, Decimal, Decimal]:
     """Spend, tokens and requests limits of a window; 0 = that metric is not judged."""
     if s.p99_multiplier <= 0:
         return _ZERO, _ZERO, _ZERO

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -162,6 +162,74 @@ async def requests(
             )
         )
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Busiest:
+    """A user's largest trailing-window totals (each on its own) and their headless span."""
+
+    spend: Decimal
+    tokens: int
+    requests: int
+    headless_hours: Decimal
+
+
+async def busiest(
+    db: asyncpg.Pool,
+    *,
+    users: Sequence[str],
+    start: datetime,
+    since: datetime,
+    end: datetime,
+    window: timedelta,
+) -> dict[str, Busiest]:
+    """Per user: the largest spend, tokens and request count of the trailing windows ending at
+    requests from `since`, and the time between the day's first and last headless request (an
+    upper bound of any headless run). Summed in the database, so that only users over a limit
+    need their requests read."""
+    rows = await db.fetch(
+        """
+        WITH recent AS (
+            SELECT user_email, occurred_at,
+                   sum(cost_micros) OVER w AS micros,
+                   sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)
+                       OVER w AS tokens,
+                   count(*) OVER w AS requests
+            FROM usage_events
+            WHERE user_email = ANY($1::text[]) AND occurred_at >= $3::timestamptz - $5::interval
+              AND occurred_at < $4
+            WINDOW w AS (PARTITION BY user_email ORDER BY occurred_at
+                         RANGE BETWEEN $5::interval PRECEDING AND CURRENT ROW EXCLUDE NO OTHERS)
+        ), windows AS (
+            SELECT user_email, max(micros) AS micros, max(tokens) AS tokens,
+                   max(requests) AS requests
+            FROM recent WHERE occurred_at >= $3::timestamptz GROUP BY user_email
+        ), headless AS (
+            SELECT user_email, extract(epoch FROM max(occurred_at) - min(occurred_at)) AS span
+            FROM usage_events
+            WHERE user_email = ANY($1::text[]) AND occurred_at >= $2 AND occurred_at < $4
+              AND is_headless
+            GROUP BY user_email
+        )
+        SELECT coalesce(w.user_email, h.user_email) AS user_email, w.micros, w.tokens,
+               w.requests, h.span
+        FROM windows AS w FULL JOIN headless AS h USING (user_email)
+        """,
+        list(users),
+        start,
+        since,
+        end,
+        window,
+    )
+    return {
+        r["user_email"]: Busiest(
+            spend=Decimal(r["micros"] or 0) / MICROS,
+            tokens=int(r["tokens"] or 0),
+            requests=int(r["requests"] or 0),
+            headless_hours=Decimal(r["span"] or 0) / 3600,
+        )
+        for r in rows
+    }
 
 
 async def cycle_anchor(db: asyncpg.Pool) -> date | None:

@@ -29,7 +29,15 @@ from spendwatch.common.events import AnomalyClearedV1, AnomalyDetectedV1, UsageC
 from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging import publish_event, subjects
 from spendwatch.detector import metrics, repository
-from spendwatch.detector.burst_rules import RUNAWAY, Peaks, burst_holds, runaway, usual_peaks
+from spendwatch.detector.burst_rules import (
+    MIN_BURST_REQUESTS,
+    RUNAWAY,
+    Peaks,
+    burst_holds,
+    limits,
+    runaway,
+    usual_peaks,
+)
 from spendwatch.detector.cycle_rules import (
     CYCLE_OUTLIER,
     EXPENSIVE_MODEL,
@@ -288,6 +296,10 @@ class Detector:
         for day in sorted({day for _, day in keys}):
             users = sorted({user for user, d in keys if d == day})
             start, end = day_window(day, self._tz)
+            peaks = await self._usual_peaks(users, day, s)
+            users = await self._suspects(users, peaks, s, start=start, since=since, end=end)
+            if not users:
+                continue
             # Windows ending at the new requests need only the last window before them; a
             # headless run needs the day's earlier headless requests (far fewer than all).
             cut = min(max(start, since - timedelta(minutes=r.window_minutes)), end)
@@ -298,7 +310,6 @@ class Detector:
                 )
                 for user, older in earlier.items():
                     requests[user] = older + requests.get(user, [])
-            peaks = await self._usual_peaks(users, day, s)
             for user in users:
                 finding = runaway(
                     user,
@@ -312,6 +323,35 @@ class Detector:
                 )
                 findings.extend([finding] if finding else [])
         return findings
+
+    async def _suspects(
+        self,
+        users: list[str],
+        peaks: dict[str, Peaks],
+        s: DetectionSettings,
+        *,
+        start: datetime,
+        since: datetime,
+        end: datetime,
+    ) -> list[str]:
+        """The users whose busiest new window is over a limit, or whose headless requests span
+        long enough for a run: only they need their requests read and judged."""
+        r = s.runaway
+        window = timedelta(minutes=r.window_minutes)
+        found = await repository.busiest(
+            self._db, users=users, start=start, since=max(start, since), end=end, window=window
+        )
+        suspects = []
+        for user, busy in found.items():
+            spend, tokens, requests = limits(peaks[user], r)
+            over = busy.requests >= MIN_BURST_REQUESTS and (
+                (spend and busy.spend > spend)
+                or (tokens and busy.tokens > tokens)
+                or (requests and busy.requests > requests)
+            )
+            if over or (r.headless_hours and busy.headless_hours >= r.headless_hours):
+                suspects.append(user)
+        return sorted(suspects)
 
     async def _usual_peaks(
         self, users: list[str], day: date, s: DetectionSettings
