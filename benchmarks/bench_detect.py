@@ -20,7 +20,6 @@ import tempfile
 import time
 import warnings
 from bisect import bisect_left
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from spendwatch.common.logging import configure_logging
 from spendwatch.common.messaging import ensure_streams
 from spendwatch.detector.service import Detector
 from spendwatch.simulator.scenario import Scenario, ScenarioEvent, build_scenario
+from tests.clock import Clock
 
 console = Console()
 RESULTS = Path(__file__).parent / "results"
@@ -55,16 +55,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--step-minutes", type=int, default=15, help="ingest + evaluate cadence")
     parser.add_argument("--keep", action="store_true", help="keep the server directories")
     return parser.parse_args()
-
-
-@dataclass
-class Clock:
-    """The detector's now: the end of the step being replayed."""
-
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def to_event(e: ScenarioEvent) -> UsageRecordedV1:

@@ -19,7 +19,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from spendwatch.common.db import migrate
+from spendwatch.common.db import create_pool, migrate
 from spendwatch.common.errors import LocalStackError
 from spendwatch.common.localstack import LocalNats, LocalPostgres, free_port, nats_server_binary
 from spendwatch.common.messaging import ensure_streams
@@ -169,6 +169,14 @@ async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
     await ensure_streams(js)
     yield client
     await client.drain()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test's database."""
+    pool = await create_pool(database_url, max_size=6)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import asyncpg
 import httpx
 import pytest
 
-from spendwatch.common.db import create_pool
 from spendwatch.common.localstack import free_port
 from spendwatch.simulator import DEFAULT_ADMIN_KEY, SimulatedTeam, run_simulator
 from tests.fakes.slack import CHANNEL, TOKEN, FakeSlack, SlackMessage, fake_slack
@@ -33,13 +32,6 @@ __all__ = ["fake_slack"]  # the fixture, used by name below
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SERVICES = ("collector", "detector", "incidents", "notifier", "api")
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

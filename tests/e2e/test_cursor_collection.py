@@ -20,7 +20,6 @@ from prometheus_client import REGISTRY
 from spendwatch.collector import collector_state
 from spendwatch.collector.cursor.client import CursorAdminClient
 from spendwatch.collector.cursor_pass import EVENTS_FEED, CursorPass, PassSummary
-from spendwatch.common.db import create_pool
 from spendwatch.common.messaging import subjects
 from spendwatch.simulator import DEFAULT_ADMIN_KEY, SimulatedTeam, run_simulator
 from tests.integration.sinkkit import consumer_drained, running_sink, wait_for
@@ -33,13 +32,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 @pytest.fixture(scope="module")
 def team() -> SimulatedTeam:
     return SimulatedTeam(seed=7, developers=25, days=20, now=NOW)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,7 +16,6 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from spendwatch.common.db import create_pool
 from spendwatch.common.events import (
     AnomalyDetectedV1,
     SettingsUpdatedV1,
@@ -45,13 +44,6 @@ def event(n: int, at: datetime, dollars: str, user: str = "alice@example.com") -
         cost_micros=int(Decimal(dollars) * 1_000_000),
         ingested_at=datetime.now(UTC),
     )
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

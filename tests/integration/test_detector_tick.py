@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
-import pytest
 from nats.js import JetStreamContext
 
 from spendwatch.collector import repository as sink
 from spendwatch.collector.batch import commit_notices
-from spendwatch.common.db import create_pool
 from spendwatch.common.events import (
     AnomalyClearedV1,
     AnomalyDetectedV1,
@@ -21,25 +17,9 @@ from spendwatch.common.events import (
     UsageRecordedV1,
 )
 from spendwatch.detector.service import Detector
+from tests.clock import Clock
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    """The detector's 'now', moved by the test."""
-
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
 
 
 def spend(

@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -17,7 +16,6 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from spendwatch.common.db import create_pool
 from spendwatch.common.events import (
     AnomalyClearedV1,
     AnomalyDetectedV1,
@@ -28,24 +26,10 @@ from spendwatch.common.events import (
 )
 from spendwatch.common.messaging import ensure_streams, publish_event, subjects
 from spendwatch.incidents.service import Incidents
+from tests.clock import Clock
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 FP = "bob@x.com:spend_spike:2026-11-20"
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
 
 
 def detected(

@@ -23,7 +23,6 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from spendwatch.common.db import create_pool
 from spendwatch.common.events import IncidentCommandReplyV1, IncidentCommandV1, IncidentEvent
 from spendwatch.common.localstack import free_port
 from spendwatch.common.messaging import encode, publish_event, subjects
@@ -44,13 +43,6 @@ DASHBOARD = "http://grafana.test"
 
 
 # --- harness -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=8)
-    yield pool
-    await pool.close()
 
 
 def settings(

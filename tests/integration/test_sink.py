@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -14,7 +14,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from spendwatch.collector.sink import UsageSink, sink_consumer
-from spendwatch.common.db import create_pool
 from spendwatch.common.events import UsageCommittedV1
 from spendwatch.common.messaging import subjects
 from spendwatch.common.messaging.consumer import BatchHandler
@@ -28,13 +27,6 @@ from tests.integration.sinkkit import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
 
 
 async def committed_notices(nc: NatsClient) -> list[UsageCommittedV1]:

@@ -7,24 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
-from spendwatch.common.db import create_pool
 from spendwatch.common.testing import sample_usage_events
 from tests.integration.sinkkit import assert_exact, consumer_drained, publish_events, wait_for
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=2)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import asyncpg
-import pytest
 from nats.js import JetStreamContext
 
-from spendwatch.common.db import create_pool
 from spendwatch.common.events import (
     DailyUsageRow,
     DailyUsageSnapshotV1,
@@ -28,13 +25,6 @@ CYCLE = datetime(2026, 11, 1, tzinfo=UTC)
 
 def at(hour: int) -> datetime:
     return datetime(2026, 11, 21, hour, tzinfo=UTC)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def deliver(js: JetStreamContext, pool: asyncpg.Pool, *snapshots: Event) -> None:

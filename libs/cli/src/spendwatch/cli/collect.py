@@ -4,31 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import nats
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from spendwatch.cli.connect import bus_and_db
 from spendwatch.cli.console import out
 from spendwatch.collector.cursor_pass import PassSummary
 from spendwatch.collector.poller import cursor_pass
 from spendwatch.collector.settings import CollectorSettings
-from spendwatch.common.db import create_pool
-from spendwatch.common.errors import MessagingError
-from spendwatch.common.messaging import ensure_streams
 
 PROVIDERS = ("cursor",)
 
 
 async def collect_once(settings: CollectorSettings, *, since: datetime | None) -> PassSummary:
     """Run one Cursor pass against the configured bus and database, showing progress."""
-    try:
-        nc = await nats.connect(settings.nats_url, connect_timeout=5, max_reconnect_attempts=3)
-    except (OSError, nats.errors.Error) as exc:
-        raise MessagingError(f"cannot connect to NATS at {settings.nats_url}: {exc}") from exc
-    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
+    async with bus_and_db(settings) as (js, pool):
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=out, transient=True) as progress:
             task = progress.add_task("cursor: usage events 0", total=None)
@@ -41,9 +31,6 @@ async def collect_once(settings: CollectorSettings, *, since: datetime | None) -
 
             async with cursor_pass(settings, js=js, db=pool) as run:
                 return await run.run(since=since, on_events=advance)
-    finally:
-        await pool.close()
-        await nc.drain()
 
 
 def summary_table(summary: PassSummary) -> Table:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import nats
 from rich.table import Table
 
-from spendwatch.common.db import create_pool
-from spendwatch.common.errors import MessagingError
+from spendwatch.cli.connect import bus_and_db
 from spendwatch.common.events import AnomalyClearedV1, AnomalyDetectedV1
-from spendwatch.common.messaging import ensure_streams
 from spendwatch.detector.service import Detector
 from spendwatch.detector.settings import DetectorSettings
 
@@ -17,20 +14,10 @@ Outcome = AnomalyDetectedV1 | AnomalyClearedV1
 
 async def detect_once(settings: DetectorSettings, *, days: int) -> list[Outcome]:
     """Run every rule over the last `days` days and one tick; returns what was published."""
-    try:
-        nc = await nats.connect(settings.nats_url, connect_timeout=5, max_reconnect_attempts=3)
-    except (OSError, nats.errors.Error) as exc:
-        raise MessagingError(f"cannot connect to NATS at {settings.nats_url}: {exc}") from exc
-    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
+    async with bus_and_db(settings) as (js, pool):
         detector = Detector(db=pool, js=js, timezone=settings.team_timezone)
         found: list[Outcome] = list(await detector.evaluate_days(days))
         return found + await detector.tick()
-    finally:
-        await pool.close()
-        await nc.drain()
 
 
 def outcome_table(outcomes: list[Outcome]) -> Table:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TypeAlias
 
@@ -81,16 +79,3 @@ async def stored_event_ids(
         last,
     )
     return {row["event_id"] for row in rows}
-
-
-@asynccontextmanager
-async def exclusive_poll(pool: asyncpg.Pool, *, provider: str, account: str) -> AsyncIterator[bool]:
-    """Yield True if this process may poll provider/account now (one poller across replicas)."""
-    async with pool.acquire() as conn:
-        key = f"spendwatch.poll:{provider}:{account}"
-        got: bool = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
-        try:
-            yield got
-        finally:
-            if got:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)

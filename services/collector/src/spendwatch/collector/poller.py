@@ -11,10 +11,10 @@ import asyncpg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from spendwatch.collector import collector_state
 from spendwatch.collector.cursor.client import CursorAdminClient
 from spendwatch.collector.cursor_pass import PROVIDER, CursorPass
 from spendwatch.collector.settings import CollectorSettings
+from spendwatch.common.db import exclusive
 from spendwatch.common.errors import ConfigError, SpendwatchError
 from spendwatch.common.logging import get_logger
 
@@ -53,9 +53,8 @@ async def poll_forever(
         await asyncio.Event().wait()  # nothing to poll; the sink still runs
     async with cursor_pass(settings, js=js, db=db) as run:
         while True:
-            async with collector_state.exclusive_poll(
-                db, provider=PROVIDER, account=settings.cursor_account
-            ) as mine:
+            poll_key = f"spendwatch.poll:{PROVIDER}:{settings.cursor_account}"
+            async with exclusive(db, poll_key) as mine:
                 if mine:
                     await _run_logged(run)
                 else:

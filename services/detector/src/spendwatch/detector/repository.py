@@ -4,8 +4,7 @@ requests), thresholds, the billing-cycle anchor, and the anomalies it recorded."
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -437,16 +436,3 @@ async def record_cleared(db: asyncpg.Pool, cleared: AnomalyClearedV1, *, severit
         None,
         cleared.cleared_at,
     )
-
-
-@asynccontextmanager
-async def exclusive(db: asyncpg.Pool, name: str) -> AsyncIterator[bool]:
-    """Yield True if this process holds the named advisory lock (one ticker across replicas)."""
-    async with db.acquire() as conn:
-        key = f"spendwatch.detector:{name}"
-        got: bool = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
-        try:
-            yield got
-        finally:
-            if got:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)

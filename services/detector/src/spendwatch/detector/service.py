@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from nats.js import JetStreamContext
 
+from spendwatch.common.db import exclusive
 from spendwatch.common.events import AnomalyClearedV1, AnomalyDetectedV1, UsageCommittedV1, utc_now
 from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging import publish_event, subjects
@@ -167,7 +168,7 @@ class Detector:
 
     async def tick(self) -> list[AnomalyDetectedV1 | AnomalyClearedV1]:
         """The cycle rules and the clears; a no-op while another replica ticks."""
-        async with repository.exclusive(self._db, "tick") as mine:
+        async with exclusive(self._db, "spendwatch.detector:tick") as mine:
             if not mine:
                 return []
             settings = await self.settings()

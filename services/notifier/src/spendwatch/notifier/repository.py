@@ -9,8 +9,7 @@ and a `pending` row whose claimer died is taken over once its lease has run out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -586,16 +585,3 @@ async def roster(db: Db) -> list[Member]:
         """
     )
     return [Member(user_email=r["user_email"], name=r["name"]) for r in rows]
-
-
-@asynccontextmanager
-async def exclusive(db: asyncpg.Pool, name: str) -> AsyncIterator[bool]:
-    """Yield True if this process holds the named advisory lock (one replica at a time)."""
-    async with db.acquire() as conn:
-        key = f"spendwatch.notifier:{name}"
-        got: bool = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
-        try:
-            yield got
-        finally:
-            if got:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)

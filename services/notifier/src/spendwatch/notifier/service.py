@@ -31,6 +31,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from pydantic import ValidationError
 
+from spendwatch.common.db import exclusive
 from spendwatch.common.events import (
     Incident,
     IncidentCommandReplyV1,
@@ -599,7 +600,7 @@ class Notifier:
         now_local = local_now(self._clock(), self._timezone)
         if self._primary is None or not digest_time(now_local, self._digest_hour):
             return []
-        async with repository.exclusive(self._db, "digests") as mine:
+        async with exclusive(self._db, "spendwatch.notifier:digests") as mine:
             if not mine:
                 return []
             today = now_local.date()
