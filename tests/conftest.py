@@ -8,7 +8,10 @@ Servers are session-scoped; databases, connections and streams are per test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -45,8 +48,19 @@ def _pip_postgres_available() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _server_dir(name: str) -> Iterator[Path]:
+    """A directory of our own for a session's server: not under pytest's basetemp, which a
+    concurrent pytest session prunes (deleting a running PostgreSQL's data under it)."""
+    path = Path(tempfile.mkdtemp(prefix=f"spendwatch-test-{name}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def nats_url() -> Iterator[str]:
     """URL of a real nats-server with JetStream."""
     if url := os.environ.get("TEST_NATS_URL"):
         yield url
@@ -65,16 +79,17 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             port = container.get_exposed_port(4222)
             yield f"nats://{container.get_container_host_ip()}:{port}"
         return
-    server = LocalNats(store_dir=tmp_path_factory.mktemp("nats"), port=free_port())
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with _server_dir("nats") as store:
+        server = LocalNats(store_dir=store, port=free_port())
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """URL of the `postgres` database on a real PostgreSQL server (superuser)."""
     if url := os.environ.get("TEST_DATABASE_URL"):
         yield url
@@ -89,12 +104,13 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with PostgresContainer("timescale/timescaledb:2.17.2-pg16", driver=None) as container:
             yield container.get_connection_url()
         return
-    server = LocalPostgres(data_dir=tmp_path_factory.mktemp("pg"), port=free_port(), durable=False)
-    server.start()
-    try:
-        yield server.url("postgres")
-    finally:
-        server.stop()
+    with _server_dir("pg") as data:
+        server = LocalPostgres(data_dir=data, port=free_port(), durable=False)
+        server.start()
+        try:
+            yield server.url("postgres")
+        finally:
+            server.stop()
 
 
 def database_url_for(admin_url: str, database: str) -> str:
