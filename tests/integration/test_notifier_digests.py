@@ -16,10 +16,8 @@ from spendwatch.notifier.service import Notifier
 from spendwatch.notifier.slack import SlackChannel
 from tests.fakes.resend import FakeResend
 from tests.fakes.slack import FakeSlack
-from tests.integration.test_notifier import pool
 
 pytestmark = pytest.mark.timeout(60)
-__all__ = ["pool"]
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MICROS = 1_000_000

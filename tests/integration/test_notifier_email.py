@@ -28,11 +28,10 @@ from spendwatch.notifier.email import (
 from spendwatch.notifier.errors import EmailError
 from spendwatch.notifier.service import IncidentCommands, Notifier
 from tests.fakes.resend import FakeResend
-from tests.integration.test_notifier import incidents_service, pool, row, until
+from tests.integration.test_notifier import incidents_service, row, until
 from tests.unit.notifier.builders import event, incident, store_incident
 
 pytestmark = pytest.mark.timeout(60)
-__all__ = ["pool"]  # the fixture, shared with the Slack tests
 
 SENDER = "spendwatch <alerts@example.com>"
 TO = ["lead@example.com", "finance@example.com"]

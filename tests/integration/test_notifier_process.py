@@ -18,11 +18,10 @@ from nats.js import JetStreamContext
 
 from spendwatch.common.localstack import free_port
 from tests.fakes.slack import FakeSlack
-from tests.integration.test_notifier import incidents_service, pool, publish, until
+from tests.integration.test_notifier import incidents_service, publish, until
 from tests.unit.notifier.builders import event, incident, store_incident
 
 pytestmark = pytest.mark.timeout(60)
-__all__ = ["pool"]
 
 
 @pytest.fixture
