@@ -27,7 +27,8 @@ def test_what_re_notifies_and_what_only_edits() -> None:
 def test_versions_sort_by_time_then_transition_row() -> None:
     inc = incident()
     at = datetime(2026, 11, 21, 10, tzinfo=UTC)
-    early = event("opened", inc, at=at)
+    # Explicit rows: the builder numbers events from a counter shared across tests.
+    early = event("opened", inc, at=at).model_copy(update={"event_id": f"{inc.incident_id}:1"})
     same_time = [
         event("acknowledged", inc, at=at).model_copy(update={"event_id": f"{inc.incident_id}:{n}"})
         for n in (9, 10, 100)
