@@ -12,13 +12,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from spendwatch.common.localstack import free_port
+from tests.fakes.server import LocalServer
 
 API_KEY = "re_fake_key"
 
@@ -37,7 +36,7 @@ class SentEmail:
     at: float
 
 
-class FakeResend:
+class FakeResend(LocalServer):
     """The fake API; `url` is the base URL."""
 
     def __init__(self, *, api_key: str = API_KEY) -> None:
@@ -46,7 +45,6 @@ class FakeResend:
         self.requests: list[tuple[int, dict[str, Any]]] = []  # (status answered, body)
         self._failures: list[int] = []
         self._ids: dict[str, str] = {}
-        self._runner: web.AppRunner | None = None
         self.port = 0
 
     @property
@@ -58,32 +56,9 @@ class FakeResend:
         """Answer the next `n` requests with `status`."""
         self._failures.extend([status] * n)
 
-    async def start(self) -> FakeResend:
-        """Listen on a free port of 127.0.0.1."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The fake's endpoints."""
         app.router.add_post("/emails", self._emails)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeResend:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @staticmethod
     def _error(status: int, name: str, message: str) -> web.Response:

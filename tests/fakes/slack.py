@@ -19,13 +19,12 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from spendwatch.common.localstack import free_port
+from tests.fakes.server import LocalServer
 
 TOKEN = "xoxb-fake-token"
 CHANNEL = "C0FAKE"
@@ -68,7 +67,7 @@ def _parse_json_fields(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class FakeSlack:
+class FakeSlack(LocalServer):
     """The fake Web API; `url` is the base URL to give the SDK."""
 
     def __init__(self, *, token: str = TOKEN, channels: tuple[str, ...] = (CHANNEL,)) -> None:
@@ -80,7 +79,6 @@ class FakeSlack:
         self.delay = 0.0  # seconds before each answer (to widen races)
         self._failures: list[tuple[int, float | None, str]] = []
         self._ts = itertools.count(1)
-        self._runner: web.AppRunner | None = None
         self.port = 0
 
     @property
@@ -123,32 +121,9 @@ class FakeSlack:
 
     # --- server ----------------------------------------------------------------------------------
 
-    async def start(self) -> FakeSlack:
-        """Listen on a free port of 127.0.0.1."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The fake's endpoints."""
         app.router.add_route("*", "/api/{method}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSlack:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
