@@ -19,6 +19,7 @@ from spendwatch.api.settings import ApiSettings
 from tests.unit.api.payloads import SECRET, block_actions, form_body, signed_headers
 
 PROBLEM = "application/problem+json"
+ADMIN_TOKEN = "test-admin-token"
 Client = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
@@ -30,7 +31,9 @@ async def make_client() -> AsyncIterator[Client]:
     async def make(
         secret: str | None = SECRET, extra: Callable[[web.Application], None] | None = None
     ) -> TestClient[web.Request, web.Application]:
-        settings = ApiSettings.model_validate({"SLACK_SIGNING_SECRET": secret})
+        settings = ApiSettings.model_validate(
+            {"SLACK_SIGNING_SECRET": secret, "API_ADMIN_TOKEN": ADMIN_TOKEN}
+        )
         app = create_app(settings, db=pool, nc=NatsClient())
         if extra:
             extra(app)
@@ -76,7 +79,9 @@ async def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
         raise RuntimeError("internal detail that must not leak")
 
     client = await make_client(extra=lambda app: app.router.add_get("/boom", boom))
-    response = await client.get("/boom", headers={"X-Request-Id": "req-123"})
+    response = await client.get(
+        "/boom", headers={"X-Request-Id": "req-123", "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     assert (response.status, response.content_type) == (500, PROBLEM)
     body = await response.json()
     assert body["request_id"] == "req-123"

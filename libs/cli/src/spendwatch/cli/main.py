@@ -1,4 +1,4 @@
-"""The `spendwatch` command: dev, migrate, run <service>, collect --once, detect --once."""
+"""The `spendwatch` command: dev, migrate, run <service>, collect --once, detect --once, token."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from spendwatch.cli.detect import detect_once, outcome_table
 from spendwatch.cli.dev import DevOptions, run_dev
 from spendwatch.cli.migrations import run_migrations, summary
 from spendwatch.cli.services import SERVICES, is_runnable
+from spendwatch.cli.tokens import create_token, created_panel
 from spendwatch.collector.settings import CollectorSettings
 from spendwatch.common.errors import SpendwatchError
 from spendwatch.common.logging import configure_logging
@@ -32,6 +33,9 @@ app = typer.Typer(
     # Settings hold secrets; a pretty traceback with locals would print them.
     pretty_exceptions_show_locals=False,
 )
+
+token_app = typer.Typer(help="API tokens (stored hashed; a token is shown only when created).")
+app.add_typer(token_app, name="token")
 
 
 @app.command()
@@ -147,6 +151,28 @@ def detect(
     except SpendwatchError as exc:
         fail(f"detect failed: {exc}")
     out.print(outcome_table(outcomes))
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="a unique name; commands record api:<name>")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="may change incidents, not only read")
+    ] = False,
+) -> None:
+    """Create an API token in DATABASE_URL and print it once."""
+    try:
+        settings = MigrateSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging("WARNING")
+    try:
+        created = asyncio.run(
+            create_token(settings.database_url.get_secret_value(), name=name, admin=admin)
+        )
+    except SpendwatchError as exc:
+        fail(f"token create failed: {exc}")
+    out.print(created_panel(created))
 
 
 if __name__ == "__main__":

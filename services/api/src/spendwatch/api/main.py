@@ -14,6 +14,7 @@ import uvloop
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
+from spendwatch.api.auth import authenticate
 from spendwatch.api.keys import DB, NATS, SETTINGS, SLACK_VERIFIER
 from spendwatch.api.middleware import observe, problems
 from spendwatch.api.routes import setup_routes
@@ -42,14 +43,23 @@ def create_app(
     connection on `NATS_URL`, and cleaning it up closes them. A given pool or connection is used
     as it is and left open for its owner (tests).
     """
-    app = web.Application(middlewares=[observe, problems])
+    app = web.Application(middlewares=[observe, authenticate, problems])
     app[SETTINGS] = settings
     secret = settings.slack_signing_secret
     app[SLACK_VERIFIER] = SlackRequestVerifier(secret.get_secret_value()) if secret else None
+    if not settings.auth_enabled:
+        app.on_startup.append(_warn_auth_off)
     app.cleanup_ctx.append(_database(settings, db))
     app.cleanup_ctx.append(_nats(settings, nc))
     setup_routes(app)
     return app
+
+
+async def _warn_auth_off(app: web.Application) -> None:
+    log.warning(
+        "api.auth_disabled",
+        detail="API_AUTH=off: anyone who reaches the API can read and change incidents",
+    )
 
 
 def _database(settings: ApiSettings, given: asyncpg.Pool | None) -> CleanupContext:

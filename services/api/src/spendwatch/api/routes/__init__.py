@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from spendwatch.api.routes import health, metrics, slack
+from spendwatch.api.routes import health, incidents, metrics, slack
 
-ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, metrics.routes, slack.routes)
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
+    health.routes,
+    metrics.routes,
+    slack.routes,
+    incidents.routes,
+)
 
 
 def setup_routes(app: web.Application) -> None:
