@@ -156,7 +156,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         log.info("auth.denied", status=exc.status, method=request.method, path=request.path)
         challenge = "Bearer" if exc.error is None else f'Bearer error="{exc.error}"'
         return problem(exc.status, detail=exc.detail, headers={"WWW-Authenticate": challenge})
-    except (asyncpg.PostgresError, OSError) as exc:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         log.warning("auth.database_failed", error=type(exc).__name__)
         return problem(
             503, detail="spendwatch cannot check the token: its database is unreachable."
