@@ -132,3 +132,13 @@ def test_special_principals_are_admins() -> None:
     assert ANONYMOUS.actor == "api:anonymous"
     assert ADMIN.is_admin
     assert ANONYMOUS.is_admin
+
+
+@pytest.mark.parametrize("name", ["", "   ", "admin", "Anonymous", "x" * 101, "tab\there"])
+def test_cli_refuses_unusable_token_names(name: str) -> None:
+    with pytest.raises(cli_tokens.TokenNameError):
+        cli_tokens.valid_name(name)
+
+
+def test_cli_token_names_are_stripped() -> None:
+    assert cli_tokens.valid_name("  grafana ") == "grafana"

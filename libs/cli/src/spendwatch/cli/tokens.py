@@ -21,6 +21,8 @@ from spendwatch.common.errors import SpendwatchError
 
 TOKEN_PREFIX = "sw_"  # noqa: S105 - a prefix, not a secret
 MAX_NAME_LENGTH = 100
+# The API's own actors (api:admin is API_ADMIN_TOKEN, api:anonymous is API_AUTH=off).
+RESERVED_NAMES = frozenset({"admin", "anonymous"})
 
 
 class TokenNameError(SpendwatchError):
@@ -54,6 +56,8 @@ def valid_name(name: str) -> str:
         raise TokenNameError(
             f"a token name is 1 to {MAX_NAME_LENGTH} printable characters, got {name!r}"
         )
+    if name.lower() in RESERVED_NAMES:
+        raise TokenNameError(f"{name!r} is reserved for the API's own actors; choose another name")
     return name
 
 
