@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from datetime import UTC, datetime
 
 import asyncpg
@@ -52,3 +55,27 @@ async def test_the_report_adds_up_and_lists_what_is_open(pool: asyncpg.Pool) -> 
     assert "4 min" in text  # her incident's MTTD
     assert "2.9 h" in text  # open for 09:04 -> 12:00
     assert "carol" not in text
+
+
+async def test_spendwatch_report_from_the_command_line(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    await seed(pool)
+    env = os.environ | {"DATABASE_URL": database_url, "COLUMNS": "200", "TEAM_TIMEZONE": "UTC"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "spendwatch.cli",
+        "report",
+        "--days",
+        "90",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    text = output.decode()
+    assert proc.returncode == 0, text
+    # The command uses the real clock, so only what does not depend on the date is checked.
+    for expected in ("Top spenders", "Spend by model", "Open incidents", "MTTD", "Alice: daily"):
+        assert expected in text

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import asyncpg
 import typer
 from pydantic import ValidationError
 
@@ -17,6 +18,7 @@ from spendwatch.cli.console import fail, out, settings_problem
 from spendwatch.cli.detect import detect_once, outcome_table
 from spendwatch.cli.dev import DevOptions, run_dev
 from spendwatch.cli.migrations import run_migrations, summary
+from spendwatch.cli.report import render, team_report
 from spendwatch.cli.services import SERVICES, is_runnable
 from spendwatch.cli.tokens import create_token, created_panel
 from spendwatch.collector.settings import CollectorSettings
@@ -151,6 +153,25 @@ def detect(
     except SpendwatchError as exc:
         fail(f"detect failed: {exc}")
     out.print(outcome_table(outcomes))
+
+
+@app.command()
+def report(
+    days: Annotated[int, typer.Option(min=1, max=366, help="days back, today included")] = 7,
+) -> None:
+    """What the Team overview shows: top spenders, spend by model, open incidents, MTT figures."""
+    try:
+        settings = MigrateSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging("WARNING")
+    try:
+        built = asyncio.run(team_report(settings, days=days))
+    except SpendwatchError as exc:
+        fail(f"report failed: {exc}")
+    except (OSError, asyncpg.PostgresError) as exc:
+        fail(f"report failed: cannot read the database: {exc}")
+    out.print(render(built))
 
 
 @token_app.command("create")

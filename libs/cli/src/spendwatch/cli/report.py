@@ -7,13 +7,16 @@ money is summed as integer micro-dollars and divided once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from rich.console import Group
 from rich.table import Table
+
+from spendwatch.common.db import create_pool
+from spendwatch.common.settings import BaseServiceSettings
 
 MICROS = Decimal(1_000_000)
 
@@ -85,6 +88,17 @@ async def build_report(db: asyncpg.Pool, *, days: int, timezone: str, now: datet
         list(incidents),
         list(mtt),
     )
+
+
+async def team_report(settings: BaseServiceSettings, *, days: int) -> Report:
+    """The report from DATABASE_URL, with days in TEAM_TIMEZONE."""
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
+    try:
+        return await build_report(
+            pool, days=days, timezone=settings.team_timezone, now=datetime.now(UTC)
+        )
+    finally:
+        await pool.close()
 
 
 def render(report: Report, *, top: int = 15) -> Group:
