@@ -168,8 +168,12 @@ async def test_an_anomaly_reaches_slack_and_a_button_acknowledges_it(
         return now is not None and now.edits > edits_before and "alice" in json.dumps(now.blocks)
 
     await wait_for(updated, timeout=30, what="the Slack message updated with who acknowledged")
-    replies = fake_slack.replies(message.ts)
-    assert any("alice" in (r.text or "") + json.dumps(r.blocks) for r in replies)
+
+    async def thread_says_who() -> bool:
+        replies = fake_slack.replies(message.ts)
+        return any("alice" in (r.text or "") + json.dumps(r.blocks) for r in replies)
+
+    await wait_for(thread_says_who, timeout=30, what="a thread reply saying who acknowledged")
 
     row = await pool.fetchrow(
         "SELECT i.state, i.acknowledged_by, i.evidence_first_at, i.detected_at, i.alerted_at,"
