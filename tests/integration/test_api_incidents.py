@@ -392,6 +392,21 @@ async def test_cli_token_create_makes_a_working_token(
     assert admin.exit_code == 0, admin.output
     assert await pool.fetchval("SELECT is_admin FROM api_tokens WHERE name = 'ops'") is True
 
+    listed = await _in_thread(runner, ["token", "list"], env)
+    assert listed.exit_code == 0, listed.output
+    assert "grafana" in listed.output
+    assert "ops" in listed.output
+    assert "sw_" not in listed.output  # never the token, never the hash
+    revoked = await _in_thread(runner, ["token", "revoke", "grafana"], env)
+    assert (revoked.exit_code, "revoked 'grafana'" in revoked.output) == (0, True)
+    async with api.get("/api/incidents", headers=bearer(token)) as resp:
+        assert resp.status == 401  # refused from now on
+    twice = await _in_thread(runner, ["token", "revoke", "grafana"], env)
+    assert "already revoked" in twice.output
+    missing = await _in_thread(runner, ["token", "revoke", "nobody"], env)
+    assert missing.exit_code == 1
+    assert "no token named 'nobody'" in missing.output
+
 
 async def _in_thread(runner: CliRunner, args: list[str], env: dict[str, str]) -> Any:
     return await asyncio.to_thread(runner.invoke, cli, args, env=env)

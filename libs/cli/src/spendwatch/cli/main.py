@@ -20,7 +20,13 @@ from spendwatch.cli.dev import DevOptions, run_dev
 from spendwatch.cli.migrations import run_migrations, summary
 from spendwatch.cli.report import render, team_report
 from spendwatch.cli.services import SERVICES, is_runnable
-from spendwatch.cli.tokens import create_token, created_panel
+from spendwatch.cli.tokens import (
+    create_token,
+    created_panel,
+    list_tokens,
+    revoke_token,
+    tokens_table,
+)
 from spendwatch.collector.settings import CollectorSettings
 from spendwatch.common.errors import SpendwatchError
 from spendwatch.common.logging import configure_logging
@@ -194,6 +200,36 @@ def token_create(
     except SpendwatchError as exc:
         fail(f"token create failed: {exc}")
     out.print(created_panel(created))
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List the API tokens: name, role, when created, last used, revoked (never the token)."""
+    try:
+        settings = MigrateSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging("WARNING")
+    try:
+        rows = asyncio.run(list_tokens(settings.database_url.get_secret_value()))
+    except SpendwatchError as exc:
+        fail(f"token list failed: {exc}")
+    out.print(tokens_table(rows))
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) -> None:
+    """Revoke a token: the API refuses it from now on (the row stays for the record)."""
+    try:
+        settings = MigrateSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging("WARNING")
+    try:
+        now = asyncio.run(revoke_token(settings.database_url.get_secret_value(), name=name))
+    except SpendwatchError as exc:
+        fail(f"token revoke failed: {exc}")
+    out.print(f"revoked {name!r}" if now else f"{name!r} was already revoked")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`spendwatch token create`: a new API token, stored hashed; the token is shown only once.
+"""`spendwatch token create|list|revoke`: API tokens, stored hashed; a token is shown only once.
 
 The format and the hash are the API's (spendwatch.api.auth, which the CLI does not import):
 `sw_` + `secrets.token_urlsafe(32)`, stored as the SHA-256 hex of the whole token. A fast hash
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from rich.panel import Panel
+from rich.table import Table
 from rich.text import Text
 
 from spendwatch.common.db import create_pool
@@ -97,3 +98,56 @@ def created_panel(created: CreatedToken) -> Panel:
     body.append("Send it as `Authorization: Bearer <token>`. ")
     body.append("It is shown only now; spendwatch keeps only its hash.", style="yellow")
     return Panel(body, title="new API token", expand=False)
+
+
+async def list_tokens(database_url: str) -> list[asyncpg.Record]:
+    """Every token's name, role and dates (never the hash)."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        rows: list[asyncpg.Record] = await pool.fetch(
+            "SELECT name, is_admin, created_at, last_used_at, revoked_at FROM api_tokens"
+            " ORDER BY created_at, name"
+        )
+    except asyncpg.PostgresError as exc:
+        raise SpendwatchError(f"cannot read the tokens: {exc}") from exc
+    finally:
+        await pool.close()
+    return rows
+
+
+async def revoke_token(database_url: str, *, name: str) -> bool:
+    """Revoke the token named `name` (the API refuses it from now on); False if already revoked.
+
+    TokenNameError if there is no such token.
+    """
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        row = await pool.fetchrow(
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1"
+            " RETURNING revoked_at = now() AS revoked_now",
+            name.strip(),
+        )
+    except asyncpg.PostgresError as exc:
+        raise SpendwatchError(f"cannot revoke the token: {exc}") from exc
+    finally:
+        await pool.close()
+    if row is None:
+        raise TokenNameError(f"no token named {name!r}")
+    revoked_now: bool = row["revoked_now"]
+    return revoked_now
+
+
+def tokens_table(rows: list[asyncpg.Record]) -> Table:
+    """What `token list` prints."""
+    table = Table(title=f"{len(rows)} API tokens")
+    for column in ("name", "role", "created", "last used", "revoked"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            "admin" if r["is_admin"] else "read-only",
+            f"{r['created_at']:%Y-%m-%d %H:%M}",
+            f"{r['last_used_at']:%Y-%m-%d %H:%M}" if r["last_used_at"] else "-",
+            f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "-",
+        )
+    return table
