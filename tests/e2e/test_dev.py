@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import random
 import re
 import signal
 import socket
@@ -54,6 +55,16 @@ def distinct_free_ports(count: int) -> list[int]:
         if port not in ports:
             ports.append(port)
     return ports
+
+
+def metrics_ports() -> int:
+    """The first of five free ports below the ephemeral range (dev counts up from it): ports
+    from the OS's free-port call are ephemeral, and an outgoing connection of one service could
+    take the next port before the service after it binds."""
+    for base in range(random.randrange(20_000, 29_000, 10), 30_000, 10):
+        if all(port_is_free(port) for port in range(base, base + 5)):
+            return base
+    raise RuntimeError("no five free ports in 20000-30000")
 
 
 def dev_args(data_dir: Path, nats_port: int, pg_port: int, metrics_port: int = 0) -> list[str]:
@@ -214,7 +225,8 @@ def _postgres_url(ready_line: str) -> str:
 
 @pytest.mark.timeout(400)
 def test_dev_starts_stops_and_keeps_its_data(tmp_path: Path, start_dev: type[DevRun]) -> None:
-    nats_port, pg_port, metrics_port = distinct_free_ports(3)
+    nats_port, pg_port = distinct_free_ports(2)
+    metrics_port = metrics_ports()
     args = dev_args(tmp_path / "data", nats_port, pg_port, metrics_port)
     services = built_services()
 
@@ -249,7 +261,8 @@ def test_dev_starts_stops_and_keeps_its_data(tmp_path: Path, start_dev: type[Dev
 
 @pytest.mark.timeout(300)
 def test_a_terminal_ctrl_c_stops_services_before_servers(tmp_path: Path) -> None:
-    nats_port, pg_port, metrics_port = distinct_free_ports(3)
+    nats_port, pg_port = distinct_free_ports(2)
+    metrics_port = metrics_ports()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "NATS_URL"}}
     log = tmp_path / "dev.log"
     with log.open("w") as sink:
@@ -326,7 +339,8 @@ async def _count_events(url: str) -> int:
 def test_demo_feeds_the_collector_from_the_simulator(
     tmp_path: Path, start_dev: type[DevRun]
 ) -> None:
-    nats_port, pg_port, metrics_port, demo_port = distinct_free_ports(4)
+    nats_port, pg_port, demo_port = distinct_free_ports(3)
+    metrics_port = metrics_ports()
     run = start_dev(
         tmp_path,
         "--demo",
