@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import runpy
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-import asyncpg
 import typer
 from pydantic import ValidationError
 
@@ -30,7 +30,7 @@ from spendwatch.cli.tokens import (
 from spendwatch.collector.settings import CollectorSettings
 from spendwatch.common.errors import SpendwatchError
 from spendwatch.common.logging import configure_logging
-from spendwatch.common.settings import MigrateSettings
+from spendwatch.common.settings import BaseServiceSettings, MigrateSettings
 from spendwatch.detector.settings import DetectorSettings
 
 app = typer.Typer(
@@ -44,6 +44,29 @@ app = typer.Typer(
 
 token_app = typer.Typer(help="API tokens (stored hashed; a token is shown only when created).")
 app.add_typer(token_app, name="token")
+
+
+S = TypeVar("S", bound=BaseServiceSettings)
+T = TypeVar("T")
+
+
+def _one_shot_settings(kind: type[S]) -> S:
+    """The settings of a one-shot command (a clear exit if invalid); logs quiet below warnings,
+    because the command's own output says what happened."""
+    try:
+        settings = kind()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
+    configure_logging("WARNING")
+    return settings
+
+
+def _run(work: Coroutine[Any, Any, T], what: str) -> T:
+    """Run a one-shot command's work; our errors end it with `<what> failed: ...`."""
+    try:
+        return asyncio.run(work)
+    except SpendwatchError as exc:
+        fail(f"{what} failed: {exc}")
 
 
 @app.command()
@@ -126,16 +149,9 @@ def collect(
         fail("only `collect --once` runs from the CLI; the collector service polls on a schedule")
     if provider not in PROVIDERS:
         fail(f"unknown provider {provider!r}; providers are: {', '.join(PROVIDERS)}")
-    try:
-        settings = CollectorSettings()
-    except ValidationError as exc:
-        fail(settings_problem(exc))
-    configure_logging("WARNING")  # the progress bar and the table say what happened
+    settings = _one_shot_settings(CollectorSettings)
     start = since.replace(tzinfo=UTC) if since else None
-    try:
-        summary = asyncio.run(collect_once(settings, since=start))
-    except SpendwatchError as exc:
-        fail(f"collect failed: {exc}")
+    summary = _run(collect_once(settings, since=start), "collect")
     out.print(summary_table(summary))
     if summary.health != "ok":
         raise typer.Exit(1)
@@ -149,15 +165,8 @@ def detect(
     """Run the detectors over stored usage (`--once`: the last DAYS days and the billing cycle)."""
     if not once:
         fail("only `detect --once` runs from the CLI; the detector service runs continuously")
-    try:
-        settings = DetectorSettings()
-    except ValidationError as exc:
-        fail(settings_problem(exc))
-    configure_logging("WARNING")
-    try:
-        outcomes = asyncio.run(detect_once(settings, days=days))
-    except SpendwatchError as exc:
-        fail(f"detect failed: {exc}")
+    settings = _one_shot_settings(DetectorSettings)
+    outcomes = _run(detect_once(settings, days=days), "detect")
     out.print(outcome_table(outcomes))
 
 
@@ -166,17 +175,8 @@ def report(
     days: Annotated[int, typer.Option(min=1, max=366, help="days back, today included")] = 7,
 ) -> None:
     """What the Team overview shows: top spenders, spend by model, open incidents, MTT figures."""
-    try:
-        settings = MigrateSettings()
-    except ValidationError as exc:
-        fail(settings_problem(exc))
-    configure_logging("WARNING")
-    try:
-        built = asyncio.run(team_report(settings, days=days))
-    except SpendwatchError as exc:
-        fail(f"report failed: {exc}")
-    except (OSError, asyncpg.PostgresError) as exc:
-        fail(f"report failed: cannot read the database: {exc}")
+    settings = _one_shot_settings(MigrateSettings)
+    built = _run(team_report(settings, days=days), "report")
     out.print(render(built))
 
 
@@ -188,47 +188,24 @@ def token_create(
     ] = False,
 ) -> None:
     """Create an API token in DATABASE_URL and print it once."""
-    try:
-        settings = MigrateSettings()
-    except ValidationError as exc:
-        fail(settings_problem(exc))
-    configure_logging("WARNING")
-    try:
-        created = asyncio.run(
-            create_token(settings.database_url.get_secret_value(), name=name, admin=admin)
-        )
-    except SpendwatchError as exc:
-        fail(f"token create failed: {exc}")
+    url = _one_shot_settings(MigrateSettings).database_url.get_secret_value()
+    created = _run(create_token(url, name=name, admin=admin), "token create")
     out.print(created_panel(created))
 
 
 @token_app.command("list")
 def token_list() -> None:
     """List the API tokens: name, role, when created, last used, revoked (never the token)."""
-    try:
-        settings = MigrateSettings()
-    except ValidationError as exc:
-        fail(settings_problem(exc))
-    configure_logging("WARNING")
-    try:
-        rows = asyncio.run(list_tokens(settings.database_url.get_secret_value()))
-    except SpendwatchError as exc:
-        fail(f"token list failed: {exc}")
+    url = _one_shot_settings(MigrateSettings).database_url.get_secret_value()
+    rows = _run(list_tokens(url), "token list")
     out.print(tokens_table(rows))
 
 
 @token_app.command("revoke")
 def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) -> None:
     """Revoke a token: the API refuses it from now on (the row stays for the record)."""
-    try:
-        settings = MigrateSettings()
-    except ValidationError as exc:
-        fail(settings_problem(exc))
-    configure_logging("WARNING")
-    try:
-        now = asyncio.run(revoke_token(settings.database_url.get_secret_value(), name=name))
-    except SpendwatchError as exc:
-        fail(f"token revoke failed: {exc}")
+    url = _one_shot_settings(MigrateSettings).database_url.get_secret_value()
+    now = _run(revoke_token(url, name=name), "token revoke")
     out.print(f"revoked {name!r}" if now else f"{name!r} was already revoked")
 
 

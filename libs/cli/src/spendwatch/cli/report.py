@@ -16,6 +16,7 @@ from rich.console import Group
 from rich.table import Table
 
 from spendwatch.common.db import create_pool
+from spendwatch.common.errors import SpendwatchError
 from spendwatch.common.settings import BaseServiceSettings
 
 MICROS = Decimal(1_000_000)
@@ -92,13 +93,16 @@ async def build_report(db: asyncpg.Pool, *, days: int, timezone: str, now: datet
 
 async def team_report(settings: BaseServiceSettings, *, days: int) -> Report:
     """The report from DATABASE_URL, with days in TEAM_TIMEZONE."""
-    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
     try:
-        return await build_report(
-            pool, days=days, timezone=settings.team_timezone, now=datetime.now(UTC)
-        )
-    finally:
-        await pool.close()
+        pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
+        try:
+            return await build_report(
+                pool, days=days, timezone=settings.team_timezone, now=datetime.now(UTC)
+            )
+        finally:
+            await pool.close()
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise SpendwatchError(f"cannot read the database: {exc}") from exc
 
 
 def render(report: Report, *, top: int = 15) -> Group:
