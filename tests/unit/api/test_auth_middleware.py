@@ -14,7 +14,7 @@ from nats.aio.client import Client as NatsClient
 from structlog.testing import capture_logs
 
 from spendwatch.api.main import create_app
-from spendwatch.api.models import IncidentOut
+from spendwatch.api.models.incidents import IncidentOut
 from spendwatch.api.settings import ApiSettings
 from spendwatch.common.events.incident import Incident
 

@@ -6,22 +6,37 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from multidict import MultiDict
+from urllib.parse import urlencode
+
+from aiohttp.test_utils import make_mocked_request
 
 from spendwatch.api.errors import ProblemError
-from spendwatch.api.models import IncidentPatch, MttSummaryRow
-from spendwatch.api.routes.incidents import (
-    COMMAND_STATUS,
+from spendwatch.api.models.incidents import (
+    IncidentListQuery,
+    IncidentPatch,
+    MttSummaryRow,
     decode_cursor,
     encode_cursor,
-    parse_list_params,
 )
+from spendwatch.api.routes.incidents import COMMAND_STATUS
+from spendwatch.api.validation import parse_query
 
 INCIDENT = "6f1c7a52-1c7e-4c61-9a43-2a0d4a1b9f00"
 
 
+def parse_list_params(query: dict[str, str] | list[tuple[str, str]]) -> dict[str, object]:
+    request = make_mocked_request("GET", f"/api/incidents?{urlencode(query)}")
+    parsed = parse_query(request, IncidentListQuery)
+    return {
+        "state": parsed.state,
+        "detector": parsed.detector,
+        "after": parsed.after,
+        "limit": parsed.limit,
+    }
+
+
 def test_defaults() -> None:
-    assert parse_list_params(MultiDict()) == {
+    assert parse_list_params({}) == {
         "state": None,
         "detector": None,
         "after": None,
@@ -32,9 +47,12 @@ def test_defaults() -> None:
 def test_good_params() -> None:
     at = datetime(2026, 11, 1, 12, tzinfo=UTC)
     params = parse_list_params(
-        MultiDict(
-            state="acknowledged", detector="budget", limit="10", cursor=encode_cursor(at, INCIDENT)
-        )
+        {
+            "state": "acknowledged",
+            "detector": "budget",
+            "limit": "10",
+            "cursor": encode_cursor(at, INCIDENT),
+        }
     )
     assert params == {
         "state": "acknowledged",
@@ -54,11 +72,14 @@ def test_good_params() -> None:
         {"cursor": "garbage!"},
         {"cursor": "W10"},  # "[]"
         {"detector": "x" * 201},
+        {"severity": "fatal"},
+        {"stat": "open"},  # a typo is an error, not silently ignored
+        [("state", "open"), ("state", "resolved")],
     ],
 )
-def test_bad_params_are_400(query: dict[str, str]) -> None:
+def test_bad_params_are_400(query: dict[str, str] | list[tuple[str, str]]) -> None:
     with pytest.raises(ProblemError) as bad:
-        parse_list_params(MultiDict(query))
+        parse_list_params(query)
     assert bad.value.status == 400
 
 
@@ -89,6 +110,8 @@ def test_patch_body() -> None:
         {"action": "snooze", "minutes": 0},
         {"action": "resolve", "extra": 1},
         {"action": "resolve", "note": "x" * 2001},
+        {"action": "snooze"},
+        {"action": "resolve", "minutes": 5},
         {},
     ):
         with pytest.raises(ValueError, match="validation error"):

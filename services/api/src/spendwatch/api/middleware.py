@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 
+import asyncpg
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -23,6 +24,19 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and scrapes are logged at debug so they do not drown the real traffic.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+RETRY_AFTER_SECONDS = "5"
+# The database is down, restarting, out of connections or too slow: the request may succeed
+# later, so it is a 503 with Retry-After rather than a 500.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.AdminShutdownError,
+    ConnectionError,
+    TimeoutError,
+)
 _HOP_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
 
 
@@ -82,6 +96,16 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         detail = exc.text if exc.text and exc.text != default_text else None
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in _HOP_HEADERS}
         return problem(exc.status, exc.reason, detail=detail, headers=headers)
+    except DATABASE_UNAVAILABLE as exc:
+        log.warning(
+            "http.database_unavailable", route=route_of(request), error=type(exc).__name__
+        )
+        return problem(
+            503,
+            detail="The database is unavailable; try again shortly.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+            request_id=request.get(REQUEST_ID),
+        )
     except Exception:  # the last line of defence: never crash, never leak internals
         log.exception("http.unhandled_error", method=request.method, route=route_of(request))
         return problem(

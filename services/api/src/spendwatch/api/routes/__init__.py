@@ -1,20 +1,23 @@
 """The API's routes, one module per area; each exposes a `routes` table.
 
 A new area (`incidents.py`, `stats.py`, ...) defines `routes = web.RouteTableDef()` and is
-listed in ROUTE_TABLES; handlers reach the pool, NATS and settings through `spendwatch.api.keys`.
+listed in ROUTE_TABLES. Every handler declares its contract with `@operation` (see
+`spendwatch.api.openapi`), parses with `spendwatch.api.validation`, and reaches the pool, NATS
+and settings through `spendwatch.api.keys`.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from spendwatch.api.routes import health, incidents, metrics, slack
+from spendwatch.api.routes import health, incidents, metrics, openapi, slack
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     health.routes,
     metrics.routes,
     slack.routes,
     incidents.routes,
+    openapi.routes,
 )
 
 
@@ -22,3 +25,4 @@ def setup_routes(app: web.Application) -> None:
     """Register every route table on `app`."""
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    openapi.attach_document(app)

@@ -1,31 +1,79 @@
-"""Response and request bodies of the REST API, as pydantic models (the OpenAPI source).
-
-Decimals are serialised as strings, datetimes as ISO 8601 in UTC.
-"""
+"""Bodies of /api/incidents."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import Field, field_validator, model_validator
 
+from spendwatch.api.models import ApiModel, BodyModel, Days, PlainDecimal, QueryModel
 from spendwatch.common.events.base import UtcDatetime
 from spendwatch.common.events.incident import Note, State, Transition
 
 MAX_SNOOZE_MINUTES = 60 * 24 * 14
-
-# A decimal as a plain string ("3000000", never "3.00E+6"), so clients parse it exactly.
-PlainDecimal = Annotated[
-    Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
-]
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+Severity = Literal["info", "warning", "critical"]
 
 
-class ApiModel(BaseModel):
-    """A frozen API body; unknown fields of a row are ignored."""
+def encode_cursor(detected_at: datetime, incident_id: str) -> str:
+    """The opaque cursor after (detected_at, incident_id)."""
+    raw = json.dumps([detected_at.isoformat(), incident_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(detected_at, incident_id) of a cursor from `encode_cursor`; ValueError otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        detected, incident_id = json.loads(raw)
+        at = datetime.fromisoformat(detected)
+        uuid.UUID(incident_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("not a cursor from this API") from exc
+    if at.tzinfo is None:
+        raise ValueError("not a cursor from this API")
+    return at, str(incident_id)
+
+
+class IncidentListQuery(QueryModel):
+    """`GET /api/incidents`: newest first, filtered, keyset-paginated."""
+
+    state: State | None = None
+    detector: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    severity: Severity | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: (
+        Annotated[str, Field(max_length=512, description="`next_cursor` of the previous page.")]
+        | None
+    ) = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_from_this_api(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                decode_cursor(value)
+            except ValueError:
+                raise ValueError("not a cursor this API returned") from None
+        return value
+
+    @property
+    def after(self) -> tuple[datetime, str] | None:
+        """The keyset the page starts after."""
+        return decode_cursor(self.cursor) if self.cursor else None
+
+
+class MetricsQuery(QueryModel):
+    """`GET /api/incidents/metrics`."""
+
+    days: Days = 30
 
 
 class IncidentOut(ApiModel):
@@ -36,7 +84,7 @@ class IncidentOut(ApiModel):
     detector: str
     subject: str
     state: State
-    severity: Literal["info", "warning", "critical"]
+    severity: Severity
     message: str
     model: str | None = None
     value: PlainDecimal | None = None
@@ -118,34 +166,23 @@ class IncidentMetricsSummary(ApiModel):
     rows: list[MttSummaryRow]
 
 
-class NoteBody(ApiModel):
+class NoteBody(BodyModel):
     """Optional body of `POST .../ack` and `.../resolve`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     note: Note | None = None
 
 
-class IncidentPatch(ApiModel):
+class IncidentPatch(BodyModel):
     """Body of `PATCH /api/incidents/{id}`; `minutes` is required to snooze."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     action: Literal["acknowledge", "resolve", "snooze"]
     minutes: Annotated[int, Field(ge=1, le=MAX_SNOOZE_MINUTES)] | None = None
     note: Note | None = None
 
-
-def json_response(model: BaseModel, *, status: int = 200) -> web.Response:
-    """`model` as a JSON response (Decimals as strings)."""
-    return web.Response(
-        status=status, text=model.model_dump_json(), content_type="application/json"
-    )
-
-
-def row_dict(row: Any) -> dict[str, Any]:
-    """An asyncpg record as a dict, UUIDs as strings."""
-    return {
-        k: (str(v) if k.endswith("_id") and v is not None and k != "transition_id" else v)
-        for k, v in dict(row).items()
-    }
+    @model_validator(mode="after")
+    def _minutes_only_to_snooze(self) -> IncidentPatch:
+        if self.action == "snooze" and self.minutes is None:
+            raise ValueError("minutes: required to snooze")
+        if self.action != "snooze" and self.minutes is not None:
+            raise ValueError("minutes: only for snooze")
+        return self

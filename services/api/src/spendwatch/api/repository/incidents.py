@@ -1,4 +1,4 @@
-"""The SQL the API reads: incidents, their timelines and MTT metrics."""
+"""The SQL of /api/incidents: incidents, their timelines and MTT metrics."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ async def list_incidents(
     *,
     state: str | None,
     detector: str | None,
+    severity: str | None = None,
+    subject: str | None = None,
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
@@ -29,6 +31,8 @@ async def list_incidents(
         WHERE ($1::text IS NULL OR state = $1)
           AND ($2::text IS NULL OR detector = $2)
           AND ($3::timestamptz IS NULL OR (detected_at, incident_id) < ($3, $4::uuid))
+          AND ($6::text IS NULL OR severity = $6)
+          AND ($7::text IS NULL OR subject = $7)
         ORDER BY detected_at DESC, incident_id DESC
         LIMIT $5
         """,
@@ -37,6 +41,8 @@ async def list_incidents(
         after[0] if after else None,
         after[1] if after else None,
         limit,
+        severity,
+        subject,
     )
     return rows
 

@@ -1,0 +1,1 @@
+"""The SQL the API runs, one module per area; every query is parameterised."""

@@ -1,0 +1,50 @@
+"""Reading a request's query and body into its pydantic model, or a clear problem."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from spendwatch.api.errors import ProblemError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def describe(exc: ValidationError) -> str:
+    """`field: message; ...` for a person."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`; 400 if a parameter is unknown, repeated or invalid."""
+    query = request.query
+    repeated = sorted({k for k in query if len(query.getall(k)) > 1})
+    if repeated:
+        raise ProblemError(
+            400, "Invalid parameter", detail=f"{', '.join(repeated)}: given more than once"
+        )
+    try:
+        return model.model_validate(dict(query))
+    except ValidationError as exc:
+        raise ProblemError(400, "Invalid parameter", detail=describe(exc)) from None
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body as `model` (an empty body is `{}`); 400 if not JSON, 422 if invalid."""
+    text = await request.text()
+    if not text.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ProblemError(400, "Malformed JSON", detail="The body is not JSON.") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ProblemError(422, "Invalid body", detail=describe(exc)) from None
