@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-
-import pytest
 from urllib.parse import urlencode
 
+import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from spendwatch.api.errors import ProblemError

@@ -97,9 +97,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in _HOP_HEADERS}
         return problem(exc.status, exc.reason, detail=detail, headers=headers)
     except DATABASE_UNAVAILABLE as exc:
-        log.warning(
-            "http.database_unavailable", route=route_of(request), error=type(exc).__name__
-        )
+        log.warning("http.database_unavailable", route=route_of(request), error=type(exc).__name__)
         return problem(
             503,
             detail="The database is unavailable; try again shortly.",
