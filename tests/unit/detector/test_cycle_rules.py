@@ -11,10 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from spendwatch.common.cycles import Cycle, cycle_containing
 from spendwatch.detector.cycle_rules import (
-    Cycle,
     CycleSpend,
-    cycle_containing,
     cycle_outlier,
     expensive_model,
     plan_exhaustion,

@@ -6,7 +6,6 @@ that anchor; calendar months when there is none). Pure: the caller passes the cy
 
 from __future__ import annotations
 
-import calendar
 import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -14,12 +13,12 @@ from datetime import date, datetime
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
+from spendwatch.common.cycles import Cycle
 from spendwatch.detector.findings import (
     TEAM,
     Finding,
     Severity,
     cents,
-    days_window,
     display_name,
     money,
     severity,
@@ -37,32 +36,6 @@ CYCLE_SPEND = "cycle_spend"
 
 _ZERO = Decimal(0)
 _PERCENT = Decimal(100)
-
-
-@dataclass(frozen=True, slots=True)
-class Cycle:
-    """Days `start` (inclusive) to `end` (exclusive) in the team timezone."""
-
-    start: date
-    end: date
-
-    def window(self, tz: ZoneInfo) -> tuple[datetime, datetime]:
-        """The cycle as aware UTC datetimes."""
-        return days_window(self.start, self.end, tz)
-
-    def day_number(self, day: date) -> int:
-        """1 on the cycle's first day."""
-        return (day - self.start).days + 1
-
-
-def cycle_containing(day: date, anchor: date | None) -> Cycle:
-    """The monthly cycle containing `day`, anchored on `anchor`'s day of month (clipped to short
-    months, as billing systems do); the calendar month without an anchor."""
-    anchor_day = anchor.day if anchor else 1
-    start = _on(day.year, day.month, anchor_day)
-    if start > day:
-        start = _shift(start, -1, anchor_day)
-    return Cycle(start, _shift(start, 1, anchor_day))
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,12 +271,3 @@ def _finding(
         # None for cumulative amounts: the service finds the event where the amount crossed
         evidence_first_at=evidence_first_at,
     )
-
-
-def _on(year: int, month: int, day: int) -> date:
-    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
-
-
-def _shift(start: date, months: int, anchor_day: int) -> date:
-    index = start.year * 12 + start.month - 1 + months
-    return _on(index // 12, index % 12 + 1, anchor_day)

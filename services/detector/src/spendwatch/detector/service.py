@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from nats.js import JetStreamContext
 
+from spendwatch.common.cycles import Cycle, cycle_containing
 from spendwatch.common.db import exclusive
 from spendwatch.common.events import AnomalyClearedV1, AnomalyDetectedV1, UsageCommittedV1, utc_now
 from spendwatch.common.logging import get_logger
@@ -45,8 +46,6 @@ from spendwatch.detector.cycle_rules import (
     PLAN_EXHAUSTION,
     TEAM_BUDGET,
     USER_CYCLE_CAP,
-    Cycle,
-    cycle_containing,
     cycle_outlier,
     expensive_model,
     plan_exhaustion,
