@@ -182,3 +182,25 @@ async def test_an_oversized_body_is_a_413_problem(make_client: Client) -> None:
     body = b"payload=" + b"x" * (1024**2 + 1)
     response = await client.post("/api/slack/interactions", data=body, headers=signed_headers(body))
     assert (response.status, response.content_type) == (413, PROBLEM)
+
+
+async def test_a_database_outage_in_a_handler_is_a_503_with_retry_after(
+    make_client: Client,
+) -> None:
+    client = await make_client()  # the pool points at a closed port
+    response = await client.get(
+        "/api/incidents", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert (response.status, response.content_type) == (503, PROBLEM)
+    assert response.headers["Retry-After"] == "5"
+    body = await response.json()
+    assert body["title"] == "Service Unavailable"
+    assert "database" in body["detail"]
+
+
+async def test_the_openapi_document_is_served_without_a_token(make_client: Client) -> None:
+    client = await make_client()
+    response = await client.get("/api/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert "/api/incidents" in document["paths"]

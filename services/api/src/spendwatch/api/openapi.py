@@ -42,6 +42,9 @@ class Operation:
     # A non-JSON answer (CSV, text) or request body, described by its media type only.
     response_media: str = "application/json"
     body_media: str = "application/json"
+    # An answer or a body that is not described by a model (metrics text, Slack's form post).
+    raw_response: bool = False
+    raw_body: bool = False
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -111,24 +114,29 @@ def _operation(
         doc["tags"] = [op.tag]
     if params := _parameters(op, path):
         doc["parameters"] = params
-    if op.body is not None:
+    if op.body is not None or op.raw_body:
         body_schema = (
             refs[(op.body, "validation")]
-            if op.body_media == "application/json"
+            if op.body is not None and op.body_media == "application/json"
             else {"type": "string"}
         )
-        doc["requestBody"] = {"required": True, "content": {op.body_media: {"schema": body_schema}}}
+        # A body whose fields are all optional may be left out (`read_body` reads it as `{}`).
+        required = op.body is None or any(f.is_required() for f in op.body.model_fields.values())
+        doc["requestBody"] = {
+            "required": required,
+            "content": {op.body_media: {"schema": body_schema}},
+        }
     ok: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
-    if op.response is not None:
+    if op.response is not None or op.raw_response:
         schema = (
             refs[(op.response, "serialization")]
-            if op.response_media == "application/json"
+            if op.response is not None and op.response_media == "application/json"
             else {"type": "string"}
         )
         ok["content"] = {op.response_media: {"schema": schema}}
     responses: dict[str, Any] = {str(op.status): ok}
     errors = set(COMMON_ERRORS) | set(op.errors)
-    if op.body is not None:
+    if op.body is not None and op.body_media == "application/json":
         errors.add(422)
     if not op.public:
         errors |= set(AUTH_ERRORS)

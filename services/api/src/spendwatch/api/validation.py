@@ -36,7 +36,10 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 async def read_body(request: web.Request, model: type[M]) -> M:
     """The JSON body as `model` (an empty body is `{}`); 400 if not JSON, 422 if invalid."""
-    text = await request.text()
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProblemError(400, "Malformed body", detail="The body is not UTF-8.") from None
     if not text.strip():
         data: Any = {}
     else:

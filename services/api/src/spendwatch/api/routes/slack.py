@@ -20,6 +20,7 @@ from spendwatch.api.errors import (
 )
 from spendwatch.api.keys import NATS, SETTINGS, SLACK_VERIFIER
 from spendwatch.api.metrics import SLACK_ACTIONS, SLACK_REJECTED
+from spendwatch.api.openapi import operation
 from spendwatch.api.slack import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -38,6 +39,14 @@ SLACK_COMMAND_BUDGET_SECONDS = 2.5
 
 
 @routes.post("/api/slack/interactions")
+@operation(
+    "Slack interactivity (button presses), verified by Slack's request signature",
+    public=True,
+    tag="slack",
+    body_media="application/x-www-form-urlencoded",
+    raw_body=True,
+    errors=(401,),
+)
 async def interactions(request: web.Request) -> web.Response:
     """Verify Slack's signature, turn the click into an incident command and send it."""
     verifier = request.app[SLACK_VERIFIER]
