@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from spendwatch.common.thresholds import Runaway
 from spendwatch.detector.burst_rules import (
     Peaks,
     Request,
@@ -22,7 +23,6 @@ from spendwatch.detector.burst_rules import (
     usual_peaks,
 )
 from spendwatch.detector.findings import Finding
-from spendwatch.detector.thresholds import Runaway
 
 DAY = date(2026, 11, 21)
 T0 = datetime(2026, 11, 21, 9, tzinfo=UTC)

@@ -6,8 +6,8 @@ import dataclasses
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from spendwatch.common.thresholds import StaticCaps
 from spendwatch.detector.rules import daily_caps
-from spendwatch.detector.thresholds import StaticCaps
 from tests.unit.detector.test_rules import day
 
 UTC_TZ = ZoneInfo("UTC")

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from spendwatch.common.cycles import Cycle, cycle_containing
+from spendwatch.common.thresholds import CycleOutlier, ExpensiveModel, StaticCaps
 from spendwatch.detector.cycle_rules import (
     CycleSpend,
     cycle_outlier,
@@ -23,7 +24,6 @@ from spendwatch.detector.cycle_rules import (
 )
 from spendwatch.detector.findings import Finding, parse_fingerprint
 from spendwatch.detector.rules import ModelDay
-from spendwatch.detector.thresholds import CycleOutlier, ExpensiveModel, StaticCaps
 
 UTC_TZ = ZoneInfo("UTC")
 CRITICAL = Decimal(3)

@@ -11,6 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from spendwatch.common.thresholds import (
+    CostPerRequest,
+    Seasonal,
+    SpendSpike,
+    StaticCaps,
+    ZScore,
+)
 from spendwatch.detector.findings import Finding
 from spendwatch.detector.rules import (
     ModelDay,
@@ -21,13 +28,6 @@ from spendwatch.detector.rules import (
     spend_spike,
     usual_working_day,
     zscore,
-)
-from spendwatch.detector.thresholds import (
-    CostPerRequest,
-    Seasonal,
-    SpendSpike,
-    StaticCaps,
-    ZScore,
 )
 from tests.unit.detector.test_rules import TODAY, ago, day, spike, team
 

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from spendwatch.common.thresholds import SpendSpike, ZScore
 from spendwatch.detector.findings import Finding, day_window, severity
 from spendwatch.detector.rules import UserDay, spend_spike, zscore
-from spendwatch.detector.thresholds import SpendSpike, ZScore
 
 TODAY = date(2026, 11, 21)
 UTC_TZ = ZoneInfo("UTC")

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from spendwatch.detector.thresholds import DetectionSettings
+from spendwatch.common.thresholds import DetectionSettings
 
 
 def test_defaults_follow_the_seed() -> None:

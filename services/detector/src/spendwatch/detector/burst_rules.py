@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+from spendwatch.common.thresholds import Runaway
 from spendwatch.detector.findings import (
     Finding,
     cents,
@@ -23,7 +24,6 @@ from spendwatch.detector.findings import (
     severity,
     tenths,
 )
-from spendwatch.detector.thresholds import Runaway
 
 RUNAWAY = "runaway"
 MIN_BASELINE_WINDOWS = 50  # fewer, and the floors alone decide (times the multiplier for spend)

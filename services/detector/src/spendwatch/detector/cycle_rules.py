@@ -14,6 +14,7 @@ from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
 from spendwatch.common.cycles import Cycle
+from spendwatch.common.thresholds import CycleOutlier, ExpensiveModel, StaticCaps
 from spendwatch.detector.findings import (
     TEAM,
     Finding,
@@ -25,7 +26,6 @@ from spendwatch.detector.findings import (
     tenths,
 )
 from spendwatch.detector.rules import ModelDay
-from spendwatch.detector.thresholds import CycleOutlier, ExpensiveModel, StaticCaps
 
 USER_CYCLE_CAP = "user_cycle_cap"
 TEAM_BUDGET = "team_budget"

@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 
 from spendwatch.common.events import AnomalyClearedV1, AnomalyDetectedV1
+from spendwatch.common.thresholds import SETTINGS_KEY
 from spendwatch.detector.burst_rules import Request
 from spendwatch.detector.cycle_rules import CycleSpend
 from spendwatch.detector.findings import SEVERITY_RANK
 from spendwatch.detector.rules import ModelDay, UserDay
-from spendwatch.detector.thresholds import SETTINGS_KEY
 
 MICROS = Decimal(1_000_000)
 

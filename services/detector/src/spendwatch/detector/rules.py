@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
+from spendwatch.common.thresholds import CostPerRequest, Seasonal, SpendSpike, StaticCaps, ZScore
 from spendwatch.detector.findings import (
     Finding,
     Severity,
@@ -24,7 +25,6 @@ from spendwatch.detector.findings import (
     severity,
     tenths,
 )
-from spendwatch.detector.thresholds import CostPerRequest, Seasonal, SpendSpike, StaticCaps, ZScore
 
 SPEND_SPIKE = "spend_spike"
 REQUESTS_CAP = "requests_cap"

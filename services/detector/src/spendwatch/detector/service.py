@@ -30,6 +30,7 @@ from spendwatch.common.db import exclusive
 from spendwatch.common.events import AnomalyClearedV1, AnomalyDetectedV1, UsageCommittedV1, utc_now
 from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging import publish_event, subjects
+from spendwatch.common.thresholds import DetectionSettings
 from spendwatch.detector import metrics, repository
 from spendwatch.detector.burst_rules import (
     MIN_BURST_REQUESTS,
@@ -72,7 +73,6 @@ from spendwatch.detector.rules import (
     usual_working_day,
     zscore,
 )
-from spendwatch.detector.thresholds import DetectionSettings
 
 log = get_logger(__name__)
 _IDS = uuid.UUID("6f1d2c1e-5b1a-4c55-9a51-8a3f0f9d2b7e")  # namespace of anomaly ids

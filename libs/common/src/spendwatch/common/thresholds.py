@@ -1,4 +1,5 @@
-"""Detection thresholds: one validated document in the `settings` table (key `detection`).
+"""Detection thresholds (shared by the detector and the API): one validated document in the
+`settings` table (key `detection`).
 
 Defaults follow the product seed; 0 turns a threshold off. Money is USD as Decimal. A stored
 document may hold only some keys: it is merged over the defaults, so new thresholds get their
