@@ -2,7 +2,7 @@
 UV := $(shell sh scripts/ensure-uv.sh)
 VENV := .venv/bin
 
-.PHONY: help install dev demo test lint up migrate bench bench-ingest bench-collect bench-detect bench-alert
+.PHONY: help install dev demo test lint up migrate bench bench-ingest bench-collect bench-detect bench-alert bench-api
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ up:  ## run the production stack with Docker Compose
 migrate: install  ## apply database migrations to DATABASE_URL
 	$(VENV)/spendwatch migrate
 
-bench: bench-ingest bench-collect bench-detect bench-alert  ## run every benchmark
+bench: bench-ingest bench-collect bench-detect bench-alert bench-api  ## run every benchmark
 
 bench-ingest: install  ## sink throughput and latency vs the raw NATS/COPY limits
 	$(VENV)/python -m benchmarks.bench_ingest
@@ -44,3 +44,6 @@ bench-detect: install  ## detection quality vs the peer on a labelled 200-develo
 
 bench-alert: install  ## usage event -> Slack post latency under 5,000 events/s of background traffic
 	$(VENV)/python -m benchmarks.bench_alert
+
+bench-api: install  ## REST and Grafana read latency on 500 developers x 90 days (~13 M events)
+	$(VENV)/python -m benchmarks.bench_api
