@@ -11,12 +11,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from spendwatch.api.routes import health, incidents, metrics, openapi, slack
+from spendwatch.api.routes import settings as settings_routes
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     health.routes,
     metrics.routes,
     slack.routes,
     incidents.routes,
+    settings_routes.routes,
     openapi.routes,
 )
 
