@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from spendwatch.cli.dev import Supervisor
@@ -355,6 +356,10 @@ def test_demo_feeds_the_collector_from_the_simulator(
     while asyncio.run(_count_events(url)) == 0:  # the first pass's pages land as they arrive
         assert time.monotonic() < deadline, run.output
         time.sleep(1)
+    api = re.search(r"API (http://127\.0\.0\.1:\d+) ", run.output)
+    assert api, run.output
+    # The demo's API answers reads without a token (API_AUTH=off only for the local demo).
+    assert httpx.get(f"{api[1]}/api/incidents", timeout=10).status_code == 200
     assert run.stop(signal.SIGINT) == 0, run.output
     assert run.leftovers() == [], run.output
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import warnings
 from collections.abc import Callable, Coroutine, Iterator
@@ -29,7 +30,7 @@ from spendwatch.cli.console import err, out
 from spendwatch.cli.migrations import run_migrations, summary
 from spendwatch.cli.services import runnable_services
 from spendwatch.common.errors import DatabaseError
-from spendwatch.common.localstack import LocalNats, LocalPostgres
+from spendwatch.common.localstack import LocalNats, LocalPostgres, free_port
 from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.settings import MigrateSettings
 
@@ -49,6 +50,9 @@ _HIDDEN_KEYS = {"event", "timestamp", "level", "logger", "exception"}
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 log = get_logger(__name__)
+
+
+DEFAULT_API_PORT = 8080
 
 
 class DevSettings(BaseSettings):
@@ -124,11 +128,15 @@ def run_dev(options: DevOptions) -> int:
                 "NATS_URL": nats_url,
                 "PYTHONUNBUFFERED": "1",
             }
+            env["API_LISTEN"] = env.get("API_LISTEN") or api_listen()
             args: dict[str, list[str]] = {}
             if options.demo:
                 services, env, args = demo_stack(services, env, port=options.demo_port)
             supervisor = Supervisor(services, env, metrics_port=options.metrics_port, args=args)
-            return asyncio.run(_serve(nats_url, database_url, supervisor, migrate_settings))
+            api_url = f"http://{env['API_LISTEN']}"
+            return asyncio.run(
+                _serve(nats_url, database_url, api_url, supervisor, migrate_settings)
+            )
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP, while servers were starting
             _say("interrupted")
             return 0
@@ -140,7 +148,11 @@ def run_dev(options: DevOptions) -> int:
 
 
 async def _serve(
-    nats_url: str, database_url: str, supervisor: Supervisor, migrate_settings: MigrateSettings
+    nats_url: str,
+    database_url: str,
+    api_url: str,
+    supervisor: Supervisor,
+    migrate_settings: MigrateSettings,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -164,6 +176,8 @@ async def _serve(
                 style="bold green",
             )
         )
+        if "api" in supervisor.names:
+            _say(f"API {api_url} (OpenAPI document: {api_url}/api/openapi.json)")
         _say("press Ctrl-C to stop")
 
     try:
@@ -171,6 +185,18 @@ async def _serve(
         return await supervisor.wait(stop)
     finally:
         await supervisor.stop()
+
+
+def api_listen(preferred: int = DEFAULT_API_PORT) -> str:
+    """127.0.0.1:8080, or a free port when something else already listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            port = free_port()
+            _say(f"port {preferred} is taken; the API listens on {port}")
+            return f"127.0.0.1:{port}"
+    return f"127.0.0.1:{preferred}"
 
 
 def demo_stack(
@@ -184,6 +210,8 @@ def demo_stack(
         "CURSOR_API_BASE_URL": f"http://127.0.0.1:{port}",
         "CURSOR_ADMIN_API_KEY": DEFAULT_ADMIN_KEY,
         "COLLECT_INTERVAL_SECONDS": env.get("COLLECT_INTERVAL_SECONDS", "60"),
+        # A local demo on 127.0.0.1 is browsable without a token; set API_AUTH=on to try auth.
+        "API_AUTH": env.get("API_AUTH", "off"),
     }
     return ["simulator", *services], demo_env, {"simulator": ["--port", str(port)]}
 
