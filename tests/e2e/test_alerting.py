@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
@@ -25,6 +23,7 @@ from spendwatch.common.localstack import free_port
 from spendwatch.simulator import DEFAULT_ADMIN_KEY, SimulatedTeam, run_simulator
 from tests.fakes.slack import CHANNEL, TOKEN, FakeSlack, SlackMessage, fake_slack
 from tests.integration.sinkkit import wait_for
+from tests.processes import Service
 from tests.unit.api.payloads import SECRET, block_actions, form_body, signed_headers
 
 pytestmark = pytest.mark.timeout(300)
@@ -86,25 +85,6 @@ async def stack(
                     proc.terminate()
                     code = proc.wait(30)
                     assert code == 0, f"{name} exited {code}: {(logs / f'{name}.log').read_text()}"
-
-
-class Service:
-    """`python -m spendwatch.<name>` logging to a file; killed if the test did not stop it."""
-
-    def __init__(self, name: str, env: dict[str, str], log: os.PathLike[str]) -> None:
-        self._args = ([sys.executable, "-m", f"spendwatch.{name}"], env, log)
-
-    def __enter__(self) -> subprocess.Popen[bytes]:
-        args, env, log = self._args
-        self._file = open(log, "wb")
-        self._proc = subprocess.Popen(args, env=env, stdout=self._file, stderr=subprocess.STDOUT)
-        return self._proc
-
-    def __exit__(self, *_: object) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._file.close()
 
 
 def message_with(slack: FakeSlack, incident_id: str) -> SlackMessage | None:

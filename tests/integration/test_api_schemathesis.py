@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from spendwatch.common.localstack import free_port
-from tests.e2e.test_alerting import Service
 from tests.integration.sinkkit import wait_for
 from tests.integration.test_grafana import seed
+from tests.processes import Service
 
 pytestmark = pytest.mark.timeout(600)
 ADMIN_TOKEN = "schemathesis-admin-token"
