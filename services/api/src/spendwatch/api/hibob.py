@@ -300,7 +300,8 @@ def plan_import(parsed: ParsedCsv, current: Current) -> Plan:
             targets[row.email] = (name, by_name.get(name.lower()))
             rows_by_email[row.email] = row
     else:
-        listed: dict[str, set[str | None]] = {}
+        listed: dict[str, set[str]] = {}
+        to_new: set[str] = set()  # listed in a group that does not exist yet
         for row in known:
             if row.group is None:
                 continue  # no group given: this person keeps theirs
@@ -309,9 +310,16 @@ def plan_import(parsed: ParsedCsv, current: Current) -> Plan:
             name = current.groups[key] if key else row.group
             targets[row.email] = (name, key)
             rows_by_email[row.email] = row
-            listed.setdefault(row.email, set()).add(key)
+            if key is None:
+                to_new.add(row.email)
+            else:
+                listed.setdefault(row.email, set()).add(key)
         # Someone in several groups is exported once per group: unchanged if all are listed.
-        keep_as_listed = {e for e, keys in listed.items() if keys == current.memberships.get(e)}
+        keep_as_listed = {
+            e
+            for e, keys in listed.items()
+            if e not in to_new and frozenset(keys) == current.memberships.get(e, frozenset())
+        }
 
     changes: list[Change] = []
     for email in sorted(targets):
