@@ -51,3 +51,7 @@ class MigrateSettings(BaseServiceSettings):
 
     usage_retention_days: int = Field(default=400, ge=1, validation_alias="USAGE_RETENTION_DAYS")
     migrations_dir: Path | None = Field(default=None, validation_alias="MIGRATIONS_DIR")
+    # When set, migrate gives the read-only `grafana_reader` role LOGIN with this password.
+    grafana_db_password: SecretStr | None = Field(
+        default=None, validation_alias="GRAFANA_DB_PASSWORD"
+    )
