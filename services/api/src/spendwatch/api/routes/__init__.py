@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from spendwatch.api.routes import health, incidents, metrics, openapi, slack
+from spendwatch.api.routes import (
+    anomalies,
+    health,
+    incidents,
+    metrics,
+    openapi,
+    slack,
+    stats,
+    users,
+)
 from spendwatch.api.routes import settings as settings_routes
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
@@ -19,6 +28,9 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     slack.routes,
     incidents.routes,
     settings_routes.routes,
+    stats.routes,
+    users.routes,
+    anomalies.routes,
     openapi.routes,
 )
 
