@@ -10,16 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from spendwatch.api.routes import (
-    anomalies,
-    health,
-    incidents,
-    metrics,
-    openapi,
-    slack,
-    stats,
-    users,
-)
+from spendwatch.api.routes import groups as group_routes
+from spendwatch.api.routes import health, incidents, metrics, openapi, slack
 from spendwatch.api.routes import settings as settings_routes
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
@@ -28,9 +20,7 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     slack.routes,
     incidents.routes,
     settings_routes.routes,
-    stats.routes,
-    users.routes,
-    anomalies.routes,
+    group_routes.routes,
     openapi.routes,
 )
 
