@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 from functools import cache
@@ -25,6 +26,13 @@ ENV_EXAMPLE = ROOT / ".env.example"
 ONE_SHOT = "migrate"
 INFRA_HEALTHY = ("timescaledb", "nats")
 SERVICES = ("collector", "detector", "incidents", "notifier", "api")
+DEMO_ONLY = {"simulator", "collector-demo"}
+SIMULATOR = "simulator"
+GRAFANA_DIR = ROOT / "grafana"
+# Variables compose may interpolate that no settings class reads: the third-party containers'.
+INFRA_VARIABLE = re.compile(
+    r"^(POSTGRES_|GF_|GRAFANA_|PROMETHEUS_|SPENDWATCH_DB_HOST$|SPENDWATCH_PROMETHEUS_URL$|API_PORT$)"
+)
 
 # The names in ARCHITECTURE.md's Configuration section: the contract .env.example must list.
 CONFIG_CONTRACT = frozenset(
@@ -241,6 +249,8 @@ def test_images_are_pinned() -> None:
 
 def test_app_services_wait_for_healthy_infrastructure_and_migrations() -> None:
     for name, service in _app_services().items():
+        if name == SIMULATOR:  # a stand-in for Cursor: needs neither database nor bus
+            continue
         depends = service.get("depends_on")
         assert isinstance(depends, dict), f"{name}: depends_on must be the long form"
         required = {"timescaledb"} if name == ONE_SHOT else {*INFRA_HEALTHY, ONE_SHOT}
@@ -265,7 +275,7 @@ def test_migrate_runs_once() -> None:
 def test_app_commands_are_cli_verbs() -> None:
     for name, service in _app_services().items():
         command = service.get("command")
-        if name == ONE_SHOT:
+        if name in (ONE_SHOT, SIMULATOR):
             continue
         assert isinstance(command, list), f"{name}: command must be an exec-form list"
         assert command[:1] == ["run"], f"{name}: {command} is not `run <service>`"
@@ -388,3 +398,154 @@ def test_dockerfile_runtime_runs_the_cli_with_migrations() -> None:
     assert any(args.split()[-1].rstrip("/") == "/app/migrations" for args in copies), copies
     builds = [args for keyword, args in _dockerfile_instructions() if keyword == "RUN"]
     assert any("uv sync" in args and "--frozen" in args and "--no-dev" in args for args in builds)
+
+
+# --- every interpolation has a reader ----------------------------------------------------------
+
+
+def test_every_compose_interpolation_is_a_setting_or_an_infra_variable() -> None:
+    used = _interpolated_names(COMPOSE_FILE.read_text())
+    unknown = {n for n in used - _settings_aliases() if not INFRA_VARIABLE.match(n)}
+    assert not unknown, f"compose interpolates variables nothing reads: {sorted(unknown)}"
+
+
+def test_services_are_checked_on_the_port_they_serve_metrics_on() -> None:
+    port = str(_compose()["x-app-env"]["METRICS_PORT"])
+    assert port == "9101"
+    for name in ("collector", "detector", "incidents", "notifier", "collector-demo"):
+        probe = " ".join(_services()[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/healthz" in probe, name
+    assert "127.0.0.1:8080/healthz" in " ".join(_services()["api"]["healthcheck"]["test"])
+
+
+# --- Grafana and Prometheus --------------------------------------------------------------------
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """container path -> (host path or volume, mode) of a service's short-form volumes."""
+    found = {}
+    for volume in service.get("volumes") or []:
+        source, target, *mode = str(volume).split(":")
+        found[target] = (source, mode[0] if mode else "rw")
+    return found
+
+
+def _default(value: str) -> str:
+    match = _WITH_DEFAULT.fullmatch(value)
+    assert match, f"{value!r} is not ${{VAR:-default}}"
+    assert match["default"], f"{value!r} has no default"
+    return match["default"]
+
+
+def test_grafana_mounts_the_provisioning_it_expects_read_only() -> None:
+    grafana = _services()["grafana"]
+    assert str(grafana["image"]).startswith("grafana/grafana-oss:")
+    mounts = _mounts(grafana)
+    provisioning = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning/dashboards/spendwatch.yaml").read_text()
+    )
+    (provider,) = provisioning["providers"]
+    for target in ("/etc/grafana/provisioning", provider["options"]["path"]):
+        source, mode = mounts[target]
+        assert mode == "ro", target
+        assert (ROOT / source).is_dir(), source
+    assert mounts["/etc/grafana/provisioning"][0] == "./grafana/provisioning"
+    assert mounts["/var/lib/grafana/dashboards"][0] == "./grafana/dashboards"
+    assert mounts["/var/lib/grafana"][0] in _compose()["volumes"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert (GRAFANA_DIR / "dashboards" / Path(home).name).is_file()
+
+
+def test_grafana_is_published_checked_and_started_after_the_migration() -> None:
+    grafana = _services()["grafana"]
+    assert grafana["ports"] == ["${GRAFANA_PORT:-3000}:3000"]
+    assert "/api/health" in " ".join(grafana["healthcheck"]["test"])
+    depends = grafana["depends_on"]
+    assert depends["timescaledb"]["condition"] == "service_healthy"
+    assert depends[ONE_SHOT]["condition"] == "service_completed_successfully"
+
+
+def test_grafana_environment_covers_its_provisioning_files() -> None:
+    """Grafana expands provisioning values with os.ExpandEnv: each name must be set, defaulted."""
+    env = _services()["grafana"]["environment"]
+    files = sorted((GRAFANA_DIR / "provisioning").rglob("*.yaml"))
+    # The parsed values only: the files' comments mention variables too.
+    values = [json.dumps(yaml.safe_load(f.read_text())) for f in files]
+    needed = set().union(*(_interpolated_names(v) for v in values))
+    assert needed >= {"SPENDWATCH_DB_HOST", "GRAFANA_DB_PASSWORD", "SPENDWATCH_PROMETHEUS_URL"}
+    for name in needed:
+        assert name in env, f"grafana's environment lacks {name}"
+        assert _default(str(env[name])), name
+    assert _default(env["SPENDWATCH_DB_HOST"]) == "timescaledb"
+    assert _default(env["SPENDWATCH_PROMETHEUS_URL"]) == "http://prometheus:9090"
+
+
+def test_migrate_gives_grafana_reader_the_password_grafana_uses() -> None:
+    grafana = _services()["grafana"]["environment"]["GRAFANA_DB_PASSWORD"]
+    migrate = _services()[ONE_SHOT]["environment"]["GRAFANA_DB_PASSWORD"]
+    assert migrate == grafana
+    assert "GRAFANA_DB_PASSWORD" in _field_env_names(MigrateSettings)["grafana_db_password"]
+    others = [n for n, s in _app_services().items() if "GRAFANA_DB_PASSWORD" in s["environment"]]
+    assert others == [ONE_SHOT], "only migrate needs the Grafana database password"
+
+
+def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
+    prometheus = _services()["prometheus"]
+    source, mode = _mounts(prometheus)["/etc/prometheus/prometheus.yml"]
+    assert mode == "ro"
+    config = yaml.safe_load((ROOT / source).read_text())
+    scraped: dict[str, int] = {}
+    for job in config["scrape_configs"]:
+        assert job["job_name"].startswith("spendwatch-")
+        for sd in job["dns_sd_configs"]:
+            assert sd["type"] == "A"
+            scraped.update(dict.fromkeys(sd["names"], sd["port"]))
+    long_running = {n for n in _app_services() if n not in (ONE_SHOT, SIMULATOR)}
+    assert set(scraped) == long_running
+    assert {n: p for n, p in scraped.items() if n != "api"} == dict.fromkeys(
+        long_running - {"api"}, 9101
+    )
+    assert scraped["api"] == int(_services()["api"]["environment"]["API_LISTEN"].rsplit(":", 1)[1])
+    metrics_source = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"][0]
+    assert metrics_source["uid"] == "spendwatch-prometheus"
+    assert metrics_source["url"] == "${SPENDWATCH_PROMETHEUS_URL}"
+
+
+# --- demo profile ------------------------------------------------------------------------------
+
+
+def test_only_the_demo_services_are_in_a_profile() -> None:
+    for name, service in _services().items():
+        expected = ["demo"] if name in DEMO_ONLY else None
+        assert service.get("profiles") == expected, name
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_the_demo_collector_polls_the_simulator_with_its_key() -> None:
+    simulator, collector = _services()[SIMULATOR], _services()["collector-demo"]
+    assert simulator["entrypoint"] == ["python", "-m", "spendwatch.simulator"]
+    assert importlib.util.find_spec("spendwatch.simulator.__main__") is not None
+    command = simulator["command"]
+    assert _option(command, "--host") == "0.0.0.0"
+    port = _option(command, "--port")
+    assert f"127.0.0.1:{port}/_sim/health" in " ".join(simulator["healthcheck"]["test"])
+
+    env = collector["environment"]
+    assert collector["command"] == ["run", "collector"]
+    assert env["CURSOR_API_BASE_URL"] == f"http://{SIMULATOR}:{port}"
+    assert env["CURSOR_ADMIN_API_KEY"] == _option(command, "--admin-key")
+    from spendwatch.simulator import DEFAULT_ADMIN_KEY  # noqa: PLC0415
+
+    assert env["CURSOR_ADMIN_API_KEY"] == DEFAULT_ADMIN_KEY
+    assert env["CURSOR_ACCOUNT"] == "demo"
+    settings = CollectorSettings.model_validate({k: v for k, v in env.items() if "$" not in str(v)})
+    assert settings.collect_interval_seconds == 60
+    assert collector["depends_on"][SIMULATOR]["condition"] == "service_healthy"
+    # The regular collector is not pointed at the simulator: demo data needs the profile.
+    assert "simulator" not in str(_services()["collector"]["environment"])
