@@ -124,6 +124,8 @@ async def test_anomalies_need_a_token(api: aiohttp.ClientSession, pool: asyncpg.
         ({"limit": "201"}, "limit"),
         ({"cursor": "bm90LWEtY3Vyc29y"}, "cursor"),
         ({"state": "open"}, "state"),
+        ({"detector": "spend\x00spike"}, "detector"),  # text PostgreSQL cannot hold
+        ({"subject": ""}, "subject"),
     ],
 )
 async def test_invalid_parameters_are_400(

@@ -526,6 +526,7 @@ async def test_reads_need_a_token(
         ("/api/team-spend", {"limit": "0"}, "limit"),
         ("/api/team-spend", {"offset": "-1"}, "offset"),
         ("/api/team-spend", {"days": "3"}, "days"),
+        ("/api/team-spend", {"group": "g\x001"}, "group"),
     ],
 )
 async def test_invalid_parameters_are_400_problems(

@@ -150,9 +150,12 @@ async def test_a_member_without_usage_and_a_user_without_membership(
     assert dave["models"][0]["providers"] == ["openai"]
 
 
-async def test_an_unknown_user_is_404(api: aiohttp.ClientSession, pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("email", ["nobody@x.com", "a%00b@x.com", "x" * 321])
+async def test_an_unknown_user_is_404(
+    api: aiohttp.ClientSession, pool: asyncpg.Pool, email: str
+) -> None:
     await seed_team(pool)
-    async with api.get("/api/users/nobody@x.com", headers=AUTH) as resp:
+    async with api.get(f"/api/users/{email}", headers=AUTH) as resp:
         assert (resp.status, resp.content_type) == (404, PROBLEM)
         assert (await resp.json())["title"] == "User not found"
 

@@ -7,7 +7,7 @@ import binascii
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -17,6 +17,13 @@ from spendwatch.common.events.base import UtcDatetime
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 Severity = Literal["info", "warning", "critical"]
+# A filter value as stored text: no control characters (PostgreSQL text cannot hold NUL).
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+
+
+def printable(max_length: int) -> Any:
+    """A printable, non-empty filter value of at most `max_length` characters."""
+    return Field(min_length=1, max_length=max_length, pattern=PRINTABLE)
 
 
 def encode_cursor(detected_at: datetime, anomaly_id: str) -> str:
@@ -43,9 +50,9 @@ class AnomalyListQuery(QueryModel):
     """`GET /api/anomalies`: detected in the last `days` days, newest first, keyset-paginated."""
 
     days: Days = 30
-    detector: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    detector: Annotated[str, printable(200)] | None = None
     severity: Severity | None = None
-    subject: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    subject: Annotated[str, printable(320)] | None = None
     kind: Literal["detected", "cleared"] | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
     cursor: (

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from spendwatch.api.models import ApiModel, Days, PlainDecimal, QueryModel
+from spendwatch.api.models.anomalies import printable
 
 Limit = Annotated[int, Field(ge=1, le=100, description="How many rows to return.")]
 
@@ -36,7 +37,7 @@ TeamSpendSort = Literal["provider_spend", "spend", "on_demand", "limit_used", "e
 class TeamSpendQuery(QueryModel):
     """`GET /api/team-spend`: the current cycle per user, sorted, offset-paginated."""
 
-    group: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    group: Annotated[str, printable(200)] | None = None
     sort: TeamSpendSort = "provider_spend"
     order: Literal["asc", "desc"] = "desc"
     limit: Annotated[int, Field(ge=1, le=500)] = 100

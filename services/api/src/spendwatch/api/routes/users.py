@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -34,6 +35,8 @@ from spendwatch.api.validation import parse_query
 routes = web.RouteTableDef()
 
 EMAIL = {"email": {"type": "string", "description": "Case-insensitive."}}
+# What a stored e-mail can be: printable, at most 320 characters.
+EMAIL_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,320}")
 
 
 @dataclass
@@ -76,6 +79,8 @@ async def user_detail(request: web.Request) -> web.Response:
     """The user's last `days` days and current cycle; 404 if spendwatch has never seen them."""
     query = parse_query(request, UserQuery)
     email = request.match_info["email"].strip().lower()
+    if not EMAIL_TEXT.fullmatch(email):  # nothing stored looks like this
+        raise ProblemError(404, "User not found", detail="No such user.")
     pool = request.app[DB]
     member = await repository.member(pool, email=email)
     if member is None and not await repository.has_usage(pool, email=email):
