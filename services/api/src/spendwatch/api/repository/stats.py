@@ -218,21 +218,30 @@ async def open_incident_count(pool: asyncpg.Pool) -> int:
 
 
 async def usage_shares(pool: asyncpg.Pool, *, first: date, last: date) -> asyncpg.Record:
-    """The window's max-mode, headless and on-demand slices."""
+    """The window's totals, its max-mode, headless and on-demand slices (with how many users
+    had each), and every active user's spend (`spends`, for the concentration)."""
     row: asyncpg.Record = await pool.fetchrow(
         """
-        SELECT coalesce(sum(events), 0)::bigint AS requests,
-               coalesce(sum(cost_micros), 0)::bigint AS micros,
-               coalesce(sum(max_mode_events), 0)::bigint AS max_mode,
-               count(DISTINCT user_email) FILTER (WHERE max_mode_events > 0) AS max_mode_users,
-               coalesce(sum(headless_events), 0)::bigint AS headless,
-               count(DISTINCT user_email) FILTER (WHERE headless_events > 0) AS headless_users,
-               coalesce(sum(usage_based_events), 0)::bigint AS on_demand,
-               coalesce(sum(usage_based_micros), 0)::bigint AS on_demand_micros,
-               count(DISTINCT user_email) FILTER (WHERE usage_based_events > 0)
-                   AS on_demand_users
-        FROM usage_daily_user
-        WHERE day >= $1 AND day <= $2
+        WITH per_user AS (
+            SELECT user_email, sum(events) AS requests, sum(cost_micros) AS micros,
+                   sum(max_mode_events) AS max_mode, sum(headless_events) AS headless,
+                   sum(usage_based_events) AS on_demand,
+                   sum(usage_based_micros) AS on_demand_micros
+            FROM usage_daily_user
+            WHERE day >= $1 AND day <= $2
+            GROUP BY user_email
+        )
+        SELECT coalesce(sum(requests), 0)::bigint AS requests,
+               coalesce(sum(micros), 0)::bigint AS micros,
+               coalesce(sum(max_mode), 0)::bigint AS max_mode,
+               count(*) FILTER (WHERE max_mode > 0) AS max_mode_users,
+               coalesce(sum(headless), 0)::bigint AS headless,
+               count(*) FILTER (WHERE headless > 0) AS headless_users,
+               coalesce(sum(on_demand), 0)::bigint AS on_demand,
+               coalesce(sum(on_demand_micros), 0)::bigint AS on_demand_micros,
+               count(*) FILTER (WHERE on_demand > 0) AS on_demand_users,
+               coalesce(array_agg(micros::bigint), '{}') AS spends
+        FROM per_user
         """,
         first,
         last,

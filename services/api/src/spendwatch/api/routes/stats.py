@@ -258,17 +258,16 @@ async def analytics(request: web.Request) -> web.Response:
     timezone, window = _window(request, query.days)
     pool = request.app[DB]
     span = {"first": window.first, "last": window.last}
-    shares, (models, providers), days, spends, exhaustion = await asyncio.gather(
+    shares, (models, providers), days, exhaustion = await asyncio.gather(
         repository.usage_shares(pool, **span),
         repository.models_and_providers(pool, **span),
         repository.daily(pool, **span),
-        repository.user_spends(pool, **span),
         _plan_exhaustion(pool, timezone),
     )
     requests, spend = shares["requests"], shares["micros"]
     by_day = {r["day"]: r["users"] for r in days}
     dau = [DauOut(day=day, active_users=by_day.get(day, 0)) for day in window.dates()]
-    spread = concentration([r["micros"] for r in spends])
+    spread = concentration(shares["spends"])
     body = AnalyticsOut(
         timezone=timezone,
         first_day=window.first,
