@@ -37,6 +37,7 @@ from tests.integration.test_api_slack import running_api
 pytestmark = pytest.mark.timeout(60)
 
 TZ = "Europe/Berlin"
+PLATFORM = "cursor::g1"  # the group key /api/groups uses: provider:account:group id
 AUTH = bearer(ADMIN_TOKEN)
 M = 1_000_000  # micro-dollars per dollar
 
@@ -449,7 +450,7 @@ async def test_team_spend_sorted_filtered_and_paginated(
         "requests": 30,
         "limit_micros": 100 * M,
         "limit_used_percent": "41.00",
-        "groups": [{"group_id": "g1", "name": "Platform"}],
+        "groups": [{"group_id": PLATFORM, "name": "Platform"}],
     }
     bob = rows["bob@x.com"]
     assert (bob["limit_micros"], bob["limit_used_percent"]) == (5 * M, "120.00")  # hard limit
@@ -475,11 +476,33 @@ async def test_team_spend_sorted_filtered_and_paginated(
     )
     past = await get(api, "/api/team-spend", offset="10")
     assert (past["total"], past["items"]) == (4, [])
-    grouped = await get(api, "/api/team-spend", group="g1", sort="name", order="asc")
+    grouped = await get(api, "/api/team-spend", group=PLATFORM, sort="name", order="asc")
     assert (grouped["total"], [r["user_email"] for r in grouped["items"]]) == (
         2,
         ["alice@x.com", "dave@x.com"],  # Alice, then dave (no name) last
     )
+    assert (await get(api, "/api/team-spend", group="g1"))["total"] == 0  # not a group key
+
+
+async def test_team_spend_groups_follow_local_edits(
+    api: aiohttp.ClientSession, pool: asyncpg.Pool
+) -> None:
+    await seed_team(pool)
+    # dave is moved to a group made in spendwatch; the provider still lists him in Platform
+    await pool.execute(
+        "INSERT INTO local_groups (group_key, name, created_by) VALUES ('local:c', 'Contract', 't')"
+    )
+    await pool.execute(
+        "INSERT INTO group_overrides (user_email, group_key, source, updated_by)"
+        " VALUES ('dave@x.com', 'local:c', 'api', 't')"
+    )
+
+    platform = await get(api, "/api/team-spend", group=PLATFORM)
+    assert [r["user_email"] for r in platform["items"]] == ["alice@x.com"]
+    contract = await get(api, "/api/team-spend", group="local:c")
+    assert [(r["user_email"], r["groups"]) for r in contract["items"]] == [
+        ("dave@x.com", [{"group_id": "local:c", "name": "Contract"}])
+    ]
 
 
 async def test_no_data_is_zero_not_an_error(api: aiohttp.ClientSession) -> None:

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from tests.integration.test_api_incidents import PROBLEM, add_incident, add_token, bearer
-from tests.integration.test_api_stats import AUTH, M, api, get, seed_team
+from tests.integration.test_api_stats import AUTH, PLATFORM, M, api, get, seed_team
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,7 +101,7 @@ async def test_the_drilldown_of_a_user(api: aiohttp.ClientSession, pool: asyncpg
     assert (cycle["spend_micros"], cycle["provider_spend_micros"]) == (40 * M, 41 * M)
     assert (cycle["limit_micros"], cycle["limit_used_percent"]) == (100 * M, "41.00")
     assert (cycle["on_demand_micros"], cycle["first_on_demand_day"]) == (0, None)
-    assert body["groups"] == [{"group_id": "g1", "name": "Platform"}]
+    assert body["groups"] == [{"group_id": PLATFORM, "name": "Platform"}]
     assert [a["anomaly_id"] for a in body["anomalies"]] == [newer, older]
     assert body["anomalies"][0]["value"] == "214.5"
     assert [i["incident_id"] for i in body["incidents"]] == [incident]

@@ -37,7 +37,9 @@ TeamSpendSort = Literal["provider_spend", "spend", "on_demand", "limit_used", "e
 class TeamSpendQuery(QueryModel):
     """`GET /api/team-spend`: the current cycle per user, sorted, offset-paginated."""
 
-    group: Annotated[str, printable(200)] | None = None
+    group: (
+        Annotated[str, printable(400), Field(description="A `group_id` of /api/groups.")] | None
+    ) = None
     sort: TeamSpendSort = "provider_spend"
     order: Literal["asc", "desc"] = "desc"
     limit: Annotated[int, Field(ge=1, le=500)] = 100
@@ -252,7 +254,7 @@ class ModelCostsOut(ApiModel):
 
 
 class GroupRef(ApiModel):
-    """A billing group a user belongs to."""
+    """A billing group a user belongs to (local edits applied); `group_id` as in /api/groups."""
 
     group_id: str
     name: str

@@ -331,8 +331,8 @@ async def team_spend(
                        ORDER BY m.captured_at DESC LIMIT 1)) AS name
             FROM joined j
             WHERE $3::text IS NULL OR EXISTS (
-                SELECT 1 FROM group_members g
-                WHERE g.group_id = $3 AND g.user_email = j.user_email)
+                SELECT 1 FROM effective_group_members g
+                WHERE g.group_key = $3 AND g.user_email = j.user_email)
         )
         SELECT *, count(*) OVER () AS total FROM named
         ORDER BY {order}, user_email
@@ -359,7 +359,8 @@ async def _team_spend_count(pool: asyncpg.Pool, start: date, today: date, group:
             SELECT user_email FROM usage_daily_user WHERE day >= $1 AND day <= $2
         ) u
         WHERE $3::text IS NULL OR EXISTS (
-            SELECT 1 FROM group_members g WHERE g.group_id = $3 AND g.user_email = u.user_email)
+            SELECT 1 FROM effective_group_members g
+            WHERE g.group_key = $3 AND g.user_email = u.user_email)
         """,
         start,
         today,
@@ -369,14 +370,15 @@ async def _team_spend_count(pool: asyncpg.Pool, start: date, today: date, group:
 
 
 async def groups_of(pool: asyncpg.Pool, *, emails: list[str]) -> dict[str, list[asyncpg.Record]]:
-    """The billing groups (not removed) of each of `emails`, by name."""
+    """The live billing groups of each of `emails`, local edits applied (migration 0007's
+    effective views), by name; `group_id` is the group key /api/groups uses."""
     rows = await pool.fetch(
         """
-        SELECT gm.user_email, g.group_id, g.name
-        FROM group_members gm
-        JOIN groups g USING (provider, account, group_id)
-        WHERE gm.user_email = ANY($1::text[]) AND g.removed_at IS NULL
-        ORDER BY g.name, g.group_id
+        SELECT m.user_email, g.group_key AS group_id, g.name
+        FROM effective_group_members m
+        JOIN effective_groups g USING (group_key)
+        WHERE m.user_email = ANY($1::text[])
+        ORDER BY g.name, g.group_key
         """,
         emails,
     )
