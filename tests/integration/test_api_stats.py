@@ -207,6 +207,7 @@ async def test_stats_over_three_days_against_the_three_before(
     body = await get(api, "/api/stats", days="3", top="2")
 
     assert (body["timezone"], body["days"], body["members"]) == (TZ, 3, 3)
+    assert body["active_share_percent"] == "100.00"  # alice, bob, dave of 3 members (erin left)
     current = body["current"]
     assert (current["first_day"], current["last_day"]) == (str(team.day(-2)), str(team.today))
     assert current["spend_micros"] == 50 * M

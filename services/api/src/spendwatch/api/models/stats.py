@@ -127,6 +127,9 @@ class StatsOut(ApiModel):
     timezone: str
     days: int
     members: int = Field(description="Members not removed, across providers.")
+    active_share_percent: PlainDecimal | None = Field(
+        description="Active users of the window as a share of `members`."
+    )
     current: PeriodTotals
     previous: PeriodTotals
     change: PeriodChange

@@ -176,6 +176,7 @@ async def stats(request: web.Request) -> web.Response:
         timezone=timezone,
         days=query.days,
         members=members,
+        active_share_percent=percent(current.active_users, members),
         current=current,
         previous=before,
         change=PeriodChange(
