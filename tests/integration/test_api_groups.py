@@ -381,7 +381,14 @@ async def test_import_preview_then_selective_apply(
         again = await resp.json()
     assert [c["email"] for c in again["changes"]] == ["e@x.com"]
     assert again["keeps"] == 4
-    async with await post_csv(api, HIBOB, "?mode=apply&accept=e@x.com") as resp:
+    # Change ids select only within a pinned plan.
+    async with await post_csv(api, HIBOB, "?mode=apply&accept=1") as resp:
+        assert resp.status == 422
+        assert "ids need plan_id" in (await resp.json())["detail"]
+    assert again["changes"][0]["id"] == 1
+    async with await post_csv(
+        api, HIBOB, f"?mode=apply&plan_id={again['plan_id']}&accept=1"
+    ) as resp:
         assert (await resp.json())["applied"]["moved"] == ["e@x.com"]
     assert members_of(by_name(await groups(api))["General > General"]) == [("e@x.com", "override")]
 
@@ -394,6 +401,7 @@ async def test_import_preview_then_selective_apply(
         (HIBOB, "?accept=a@x.com", 400, "mode=apply"),
         (HIBOB, "?mode=merge", 400, "mode"),
         (HIBOB, "?mode=apply&plan_id=xyz", 400, "plan_id"),
+        (HIBOB, "?mode=apply&accept=a b@x.com", 400, "accept"),
         ("name,team\nAnn,Core\n", "", 422, "Email column"),
         ("", "", 422, "empty"),
         (b"email,group\n\xff@x.com,Web\n", "", 400, "UTF-8"),

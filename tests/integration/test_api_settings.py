@@ -117,6 +117,9 @@ async def test_get_answers_the_defaults_before_any_change(api: aiohttp.ClientSes
         ({"zscore": {"min_users": 1}}, 422, "zscore.min_users"),
         ({"spend_spike": {"lookback": 7}}, 422, "spend_spike.lookback"),
         ({"nonsense": 1}, 422, "nonsense"),
+        ({"runaway": {"headless_hours": False}}, 422, "runaway.headless_hours"),
+        ({"runaway": {"window_minutes": 15.5}}, 422, "runaway.window_minutes"),
+        ({"plan_exhaustion": {"enabled": "yes"}}, 422, "plan_exhaustion.enabled"),
         (
             {"static_caps": {"team_cycle_budget_usd": 100, "team_budget_critical_ratio": "0.5"}},
             422,
@@ -249,7 +252,40 @@ async def test_audit_is_paginated_newest_first_and_filtered(
     assert [(i["key"], i["old_value"], i["new_value"]) for i in items] == [
         ("detection.zscore.min_users", 5, 9)
     ]
-    for bad in ("limit=0", "limit=201", "before=x", "page=2", "limit=1&limit=2"):
+    for bad in ("limit=0", "limit=201", "before=x", f"before={2**63}", "page=2", "limit=1&limit=2"):
         async with api.get(f"/api/settings/audit?{bad}", headers=ADMIN) as resp:
             assert resp.status == 400, bad
             assert resp.content_type == "application/problem+json"
+
+
+async def test_an_unusable_stored_document_is_shown_and_can_be_replaced(
+    api: aiohttp.ClientSession, pool: asyncpg.Pool, announced: Announcements
+) -> None:
+    # Written around the API: a JSON string instead of an object, as a double-encoding would.
+    await pool.execute(
+        "INSERT INTO settings (key, value) VALUES ('detection', $1::jsonb)",
+        '{"zscore": {"min_users": 7}}',
+    )
+    async with api.get("/api/settings", headers=ADMIN) as resp:
+        assert resp.status == 200
+        got = await resp.json()
+    assert got["stored_error"] == "the stored document cannot be used (not a JSON object but str)"
+    assert got["detection"] == defaults()
+
+    async with await put(api, {}) as resp:
+        assert resp.status == 200
+        answer = await resp.json()
+    assert [(c["key"], c["old_value"], c["new_value"]) for c in answer["changes"]] == [
+        ("detection", '{"zscore": {"min_users": 7}}', {})
+    ]
+    assert answer["settings"]["stored_error"] is None
+    assert await pool.fetchval("SELECT value FROM settings WHERE key = 'detection'") == {}
+    await announced.wait_for(1)
+
+    # A stored value out of range is reported with its field path.
+    await pool.execute(
+        "UPDATE settings SET value = $1::jsonb WHERE key = 'detection'",
+        {"zscore": {"min_users": 1}},
+    )
+    async with api.get("/api/settings", headers=ADMIN) as resp:
+        assert "zscore.min_users" in (await resp.json())["stored_error"]

@@ -247,3 +247,15 @@ def test_select_all_some_or_all_but_some() -> None:
     ]
     with pytest.raises(ValueError, match=r"ghost@x\.com"):
         select(plan, accept={"ghost@x.com"}, reject=None)
+
+
+def test_select_by_change_id_once_the_plan_is_pinned() -> None:
+    plan = plan_import(parse_csv(HIBOB), current(["a@x.com", "b@x.com", "c@x.com", "d@x.com"]))
+    assert [c.id for c in plan.changes] == [1, 2, 3, 4]
+    chosen = select(plan, accept={"2", "d@x.com"}, reject=None, ids=True)
+    assert [c.email for c in chosen] == ["b@x.com", "d@x.com"]
+    assert [c.id for c in select(plan, accept=None, reject={"1", "3"}, ids=True)] == [2, 4]
+    with pytest.raises(ValueError, match="ids need plan_id"):
+        select(plan, accept={"2"}, reject=None)
+    with pytest.raises(ValueError, match=r": 5$"):
+        select(plan, accept={"5"}, reject=None, ids=True)

@@ -92,8 +92,13 @@ class Current:
 
 @dataclass(frozen=True)
 class Change:
-    """Move one person into `to_group` (a new group when `to_group_id` is None)."""
+    """Move one person into `to_group` (a new group when `to_group_id` is None).
 
+    `id` is the change's position in its plan (1, 2, ...): with the plan's `plan_id`, a short
+    way to select it.
+    """
+
+    id: int
     email: str
     name: str | None
     department: str | None
@@ -330,6 +335,7 @@ def plan_import(parsed: ParsedCsv, current: Current) -> Plan:
         row = rows_by_email[email]
         changes.append(
             Change(
+                id=len(changes) + 1,
                 email=email,
                 name=row.name or current.members.get(email),
                 department=row.department,
@@ -367,16 +373,23 @@ def plan_fingerprint(plan: Plan) -> str:
     return digest[:16]
 
 
-def select(plan: Plan, *, accept: set[str] | None, reject: set[str] | None) -> list[Change]:
-    """The changes chosen for applying: all, only `accept`, or all but `reject` (by email).
+def select(
+    plan: Plan, *, accept: set[str] | None, reject: set[str] | None, ids: bool = False
+) -> list[Change]:
+    """The changes chosen for applying: all, only `accept`, or all but `reject`.
 
-    ValueError names emails that are not among the plan's changes.
+    Each item is an email or, when `ids` (the caller pinned the plan by its plan_id), a change's
+    id. ValueError names the items that are not among the plan's changes.
     """
-    planned = {c.email for c in plan.changes}
+    by_token = {c.email: c.email for c in plan.changes}
+    if ids:
+        by_token |= {str(c.id): c.email for c in plan.changes}
     chosen = accept if accept is not None else reject or set()
-    strangers = sorted(chosen - planned)
+    strangers = sorted(chosen - set(by_token))
     if strangers:
-        raise ValueError(f"not among the planned changes: {', '.join(strangers)}")
+        hint = "" if ids or not any(t.isdigit() for t in strangers) else " (ids need plan_id)"
+        raise ValueError(f"not among the planned changes{hint}: {', '.join(strangers)}")
+    emails = {by_token[t] for t in chosen}
     if accept is not None:
-        return [c for c in plan.changes if c.email in accept]
-    return [c for c in plan.changes if c.email not in (reject or set())]
+        return [c for c in plan.changes if c.email in emails]
+    return [c for c in plan.changes if c.email not in emails]

@@ -12,7 +12,7 @@ import json
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from spendwatch.api.models import ApiModel, BodyModel, Days, QueryModel
 from spendwatch.common.events.base import Email
@@ -22,13 +22,15 @@ MAX_LIMIT = 500
 MAX_OPERATIONS = 500
 GroupName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 GroupId = Annotated[str, Field(min_length=1, max_length=400)]
-# `accept=`/`reject=` ride in the query string, which aiohttp caps at 8 KiB per request line.
-EmailList = Annotated[str, Field(min_length=1, max_length=7000)]
+# Query values are ASCII and short enough that a whole request line, percent-encoded, stays
+# under aiohttp's 8 KiB limit.
+Selection = Annotated[str, Field(min_length=1, max_length=1200, pattern=r"^[A-Za-z0-9._%+'@,-]+$")]
+Cursor = Annotated[str, Field(max_length=2000, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def encode_cursor(name: str, group_id: str) -> str:
     """The opaque cursor after (name, group_id)."""
-    raw = json.dumps([name, group_id]).encode()
+    raw = json.dumps([name, group_id], ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -51,9 +53,7 @@ class GroupsQuery(QueryModel):
         default=None, description="`current`: spend over the current billing cycle."
     )
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
-    cursor: Annotated[str, Field(max_length=1000)] | None = Field(
-        default=None, description="`next_cursor` of the previous page."
-    )
+    cursor: Cursor | None = Field(default=None, description="`next_cursor` of the previous page.")
 
     @model_validator(mode="after")
     def _one_window(self) -> GroupsQuery:
@@ -177,11 +177,13 @@ class ImportQuery(QueryModel):
     plan_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = Field(
         default=None, description="Apply only if the plan is still this previewed one (else 409)."
     )
-    accept: EmailList | None = Field(
-        default=None, description="Comma-separated emails: apply only their changes."
+    accept: Selection | None = Field(
+        default=None,
+        description="Comma-separated emails (or change ids, with plan_id): apply only these.",
     )
-    reject: EmailList | None = Field(
-        default=None, description="Comma-separated emails: apply every change but theirs."
+    reject: Selection | None = Field(
+        default=None,
+        description="Comma-separated emails (or change ids, with plan_id): apply all but these.",
     )
 
     @model_validator(mode="after")
@@ -192,15 +194,8 @@ class ImportQuery(QueryModel):
             raise ValueError("accept, reject and plan_id are for mode=apply")
         return self
 
-    @field_validator("accept", "reject")
-    @classmethod
-    def _emails(cls, value: str | None) -> str | None:
-        if value is not None and not all("@" in e for e in value.split(",") if e.strip()):
-            raise ValueError("a comma-separated list of email addresses")
-        return value
-
-    def emails(self, value: str | None) -> set[str] | None:
-        """The emails of `accept` or `reject`, lower-cased."""
+    def items(self, value: str | None) -> set[str] | None:
+        """The emails (lower-cased) or change ids of `accept` or `reject`."""
         if value is None:
             return None
         return {e.strip().lower() for e in value.split(",") if e.strip()}
@@ -209,6 +204,7 @@ class ImportQuery(QueryModel):
 class ChangeOut(ApiModel):
     """A person the import moves; `to_group_id` null: into a group it creates."""
 
+    id: int
     email: str
     name: str | None
     department: str | None

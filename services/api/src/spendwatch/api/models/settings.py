@@ -29,6 +29,9 @@ class SettingsOut(ApiModel):
     """The effective thresholds: the defaults with the stored document over them."""
 
     detection: DetectionSettings
+    # Set when the stored document is unusable (the detector fails on it too): `detection` then
+    # shows the defaults, and a PUT replaces the document.
+    stored_error: str | None = None
     # The stored row's last write; null while everything is at its default.
     updated_at: UtcDatetime | None = None
     updated_by: str | None = None
@@ -62,7 +65,8 @@ class AuditQuery(QueryModel):
     )
     limit: Annotated[int, Field(ge=1, le=MAX_AUDIT_LIMIT)] = DEFAULT_AUDIT_LIMIT
     before: (
-        Annotated[int, Field(ge=1, description="`next_before` of the previous page.")] | None
+        Annotated[int, Field(ge=1, le=2**63 - 1, description="`next_before` of the previous page.")]
+        | None
     ) = None
 
 

@@ -237,7 +237,10 @@ async def import_groups(request: web.Request) -> web.Response:
             )
         try:
             chosen = hibob.select(
-                plan, accept=query.emails(query.accept), reject=query.emails(query.reject)
+                plan,
+                accept=query.items(query.accept),
+                reject=query.items(query.reject),
+                ids=query.plan_id is not None,
             )
         except ValueError as exc:
             raise ProblemError(422, "Invalid selection", detail=str(exc)) from None

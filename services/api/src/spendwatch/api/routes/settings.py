@@ -8,12 +8,15 @@ publish is logged, not reported as a failed PUT.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from pydantic import ValidationError
 
 from spendwatch.api.auth import ANONYMOUS
+from spendwatch.api.errors import ProblemError
 from spendwatch.api.keys import DB, NATS, PRINCIPAL
 from spendwatch.api.models import json_response
 from spendwatch.api.models.settings import (
@@ -29,7 +32,7 @@ from spendwatch.api.models.settings import (
 )
 from spendwatch.api.openapi import operation
 from spendwatch.api.repository import settings as repository
-from spendwatch.api.validation import parse_query, read_body
+from spendwatch.api.validation import describe, parse_query
 from spendwatch.common.errors import MessagingError
 from spendwatch.common.events import SettingsUpdatedV1
 from spendwatch.common.logging import get_logger
@@ -43,11 +46,30 @@ routes = web.RouteTableDef()
 AUDIT_PREFIX = f"{SETTINGS_KEY}."
 
 
+def _effective(stored: Any) -> tuple[DetectionSettings, str | None]:
+    """The thresholds of a stored document; the defaults and why, if it cannot be used.
+
+    A document written around the API (SQL by hand, a bad restore) must not lock the settings
+    page: GET says what is wrong, and a PUT replaces it.
+    """
+    if stored is not None and not isinstance(stored, dict):
+        reason = f"not a JSON object but {type(stored).__name__}"
+    else:
+        try:
+            return DetectionSettings.merged(stored), None
+        except ValidationError as exc:
+            reason = describe(exc)
+    log.warning("settings.stored_invalid", key=SETTINGS_KEY, reason=reason)
+    return DetectionSettings(), f"the stored document cannot be used ({reason})"
+
+
 async def _current(pool: asyncpg.Pool) -> SettingsOut:
     row = await repository.get_row(pool, key=SETTINGS_KEY)
     latest = await repository.latest_changes(pool, prefix=AUDIT_PREFIX)
+    detection, stored_error = _effective(row["value"] if row else None)
     return SettingsOut(
-        detection=DetectionSettings.merged(row["value"] if row else None),
+        detection=detection,
+        stored_error=stored_error,
         updated_at=row["updated_at"] if row else None,
         updated_by=row["updated_by"] if row else None,
         fields={
@@ -75,29 +97,28 @@ async def get_settings(request: web.Request) -> web.Response:
 )
 async def put_settings(request: web.Request) -> web.Response:
     """Store the thresholds; one audit row per changed value; nothing changed, nothing written."""
-    new = await read_body(request, DetectionSettings)
+    new = await _read_thresholds(request)
     actor = request.get(PRINCIPAL, ANONYMOUS).actor
     pool = request.app[DB]
     async with pool.acquire() as conn, conn.transaction():
         await repository.lock(conn, key=SETTINGS_KEY)
         row = await repository.get_row(conn, key=SETTINGS_KEY)
-        old = DetectionSettings.merged(row["value"] if row else None)
+        old, stored_error = _effective(row["value"] if row else None)
         paths = changed_paths(old, new)
-        if not paths:
-            audit = []
-        else:
-            before = flatten(old.model_dump(mode="json"))
-            after = flatten(new.model_dump(mode="json"))
+        before = flatten(old.model_dump(mode="json"))
+        after = flatten(new.model_dump(mode="json"))
+        changes = [(AUDIT_PREFIX + p, before.get(p), after[p]) for p in paths]
+        if row is not None and stored_error is not None:
+            # Replacing an unusable document is a change even when every value is a default.
+            changes.insert(0, (SETTINGS_KEY, row["value"], stored_document(new)))
+        audit = []
+        if changes:
             written = await repository.put_row(
                 conn, key=SETTINGS_KEY, value=stored_document(new), actor=actor
             )
-            audit = await repository.add_audit(
-                conn,
-                changes=[(AUDIT_PREFIX + p, before.get(p), after[p]) for p in paths],
-                actor=actor,
-            )
-    if paths:
-        log.info("settings.updated", key=SETTINGS_KEY, actor=actor, changed=paths)
+            audit = await repository.add_audit(conn, changes=changes, actor=actor)
+    if changes:
+        log.info("settings.updated", key=SETTINGS_KEY, actor=actor, changed=[c[0] for c in changes])
         await _announce(request, actor=actor, updated_at=written["updated_at"])
     return json_response(
         SettingsPutOut(
@@ -105,6 +126,23 @@ async def put_settings(request: web.Request) -> web.Response:
             changes=[AuditEntry.model_validate(dict(r)) for r in audit],
         )
     )
+
+
+async def _read_thresholds(request: web.Request) -> DetectionSettings:
+    """The body as DetectionSettings, strictly: `false` is not 0 and `3.0` is not a count."""
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProblemError(400, "Malformed body", detail="The body is not UTF-8.") from None
+    text = text if text.strip() else "{}"
+    try:
+        json.loads(text)
+    except ValueError:
+        raise ProblemError(400, "Malformed JSON", detail="The body is not JSON.") from None
+    try:
+        return DetectionSettings.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        raise ProblemError(422, "Invalid body", detail=describe(exc)) from None
 
 
 async def _announce(request: web.Request, *, actor: str, updated_at: Any) -> None:
