@@ -10,8 +10,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from spendwatch.api.routes import (
+    anomalies,
+    health,
+    incidents,
+    metrics,
+    openapi,
+    slack,
+    stats,
+    users,
+)
 from spendwatch.api.routes import groups as group_routes
-from spendwatch.api.routes import health, incidents, metrics, openapi, slack
 from spendwatch.api.routes import settings as settings_routes
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
@@ -21,6 +30,9 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     incidents.routes,
     settings_routes.routes,
     group_routes.routes,
+    stats.routes,
+    users.routes,
+    anomalies.routes,
     openapi.routes,
 )
 
