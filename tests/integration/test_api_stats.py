@@ -9,6 +9,7 @@ relative to today in TEAM_TIMEZONE, so the expected numbers hold whenever the te
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -44,6 +45,17 @@ M = 1_000_000  # micro-dollars per dollar
 
 def today_in(timezone: str) -> date:
     return datetime.now(ZoneInfo(timezone)).date()
+
+
+async def clear_of_midnight(*timezones: str, margin: float = 20.0) -> None:
+    """Wait past midnight if it is due within `margin` seconds in one of `timezones`, so the
+    test and the API (which reads the real clock) agree on what today is."""
+    for timezone in timezones:
+        now = datetime.now(ZoneInfo(timezone))
+        midnight = datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=now.tzinfo)
+        left = (midnight - now).total_seconds()
+        if left < margin:
+            await asyncio.sleep(left + 1)
 
 
 async def add_usage(
@@ -184,6 +196,7 @@ async def seed_team(pool: asyncpg.Pool, timezone: str = TZ) -> Team:
 async def api(
     database_url: str, nats_url: str, pool: asyncpg.Pool
 ) -> AsyncIterator[aiohttp.ClientSession]:
+    await clear_of_midnight(TZ)
     settings = settings_for(database_url, nats_url, TEAM_TIMEZONE=TZ)
     async with running_api(settings, db=pool) as http:
         yield http
@@ -292,6 +305,7 @@ async def test_days_are_the_team_timezone_days(
 ) -> None:
     # Kiritimati (UTC+14) and Pago Pago (UTC-11) are always on different dates.
     east, west = "Pacific/Kiritimati", "Pacific/Pago_Pago"
+    await clear_of_midnight(east, west)
     assert today_in(east) > today_in(west)
     await add_usage(pool, today_in(east), "east@x.com", "opus", 7 * M, 1)
     await add_usage(pool, today_in(west), "west@x.com", "opus", 3 * M, 1)
