@@ -37,7 +37,9 @@ SNAPSHOT_SPEND_MICROS = 12_340_000
 
 # Values a user can pick: single user, `$group` as All, one group, several groups.
 USER_FORMS = [ALICE, CAROL]
-GROUP_FORMS = ["'__all'", "'g-eng'", "'g-eng','g-ops'"]
+# `$group` values are the group keys of effective_groups (`provider:account:group_id`).
+ENG, OPS = "'cursor::g-eng'", "'cursor::g-ops'"
+GROUP_FORMS = ["'__all'", ENG, f"{ENG},{OPS}"]
 
 
 def expand(sql: str, variables: dict[str, str]) -> str:
@@ -380,9 +382,9 @@ async def test_panels_show_the_seeded_figures(pool: asyncpg.Pool, reader: asyncp
     team = "spendwatch-team"
     (row,) = await panel_rows(reader, team, "Spend in range", group="'__all'")
     assert row["spend"] * 1_000_000 == total
-    (row,) = await panel_rows(reader, team, "Spend in range", group="'g-eng'")
+    (row,) = await panel_rows(reader, team, "Spend in range", group=ENG)
     assert row["spend"] * 1_000_000 == eng
-    (row,) = await panel_rows(reader, team, "Spend in range", group="'g-eng','g-ops'")
+    (row,) = await panel_rows(reader, team, "Spend in range", group=f"{ENG},{OPS}")
     assert eng < row["spend"] * 1_000_000 < total
 
     (row,) = await panel_rows(reader, team, "Billing cycle")
@@ -450,7 +452,7 @@ async def test_budgets_and_providers_show_the_seeded_figures(
         1,
         4,
     )
-    (row,) = await panel_rows(reader, board, "Past the included plan (this cycle)", group="'g-eng'")
+    (row,) = await panel_rows(reader, board, "Past the included plan (this cycle)", group=ENG)
     assert (row["on-demand spend"], row["users past plan"], row["active users"]) == (0, 0, 2)
 
     days = await panel_rows(reader, board, "Cycle spend vs budget", group="'__all'")
@@ -461,7 +463,7 @@ async def test_budgets_and_providers_show_the_seeded_figures(
     assert spent == sorted(spent)
     assert {r["team budget"] for r in days} == {BUDGET_USD}
     assert days[-1]["linear pace"] > spent[-1]
-    days = await panel_rows(reader, board, "Cycle spend vs budget", group="'g-ops'")
+    days = await panel_rows(reader, board, "Cycle spend vs budget", group=OPS)
     assert [r["cycle spend"] for r in days if r["cycle spend"] is not None][-1] == usd(
         cycle_micros(users=[CAROL])
     )
@@ -480,7 +482,7 @@ async def test_budgets_and_providers_show_the_seeded_figures(
         Decimal("0.1500"),
     )
     assert anthropic["share %"] == pct(by_provider["anthropic"], sum(by_provider.values()))
-    split = await panel_rows(reader, board, "Provider split", group="'g-eng'")
+    split = await panel_rows(reader, board, "Provider split", group=ENG)
     assert [r["provider"] for r in split] == ["cursor"]
 
     groups = await panel_rows(
@@ -497,7 +499,7 @@ async def test_budgets_and_providers_show_the_seeded_figures(
         cycle_micros(users=[CAROL], on_demand=True)
     )
     only_ops = await panel_rows(
-        reader, board, "Groups this cycle: spend, projection, share of the budget", group="'g-ops'"
+        reader, board, "Groups this cycle: spend, projection, share of the budget", group=OPS
     )
     assert [r["group"] for r in only_ops] == ["Operations"]
 
@@ -519,9 +521,7 @@ async def test_budgets_and_providers_show_the_seeded_figures(
     assert [r["user"] for r in limits] == sorted(USERS)
     assert {r["% of limit"] for r in limits} == {pct(SNAPSHOT_SPEND_MICROS, LIMIT_MICROS)}
     assert {r["limit"] for r in limits} == {usd(LIMIT_MICROS)}
-    limits = await panel_rows(
-        reader, board, "Closest to their spend limit (this cycle)", group="'g-ops'"
-    )
+    limits = await panel_rows(reader, board, "Closest to their spend limit (this cycle)", group=OPS)
     assert [r["user"] for r in limits] == [CAROL]
 
 
@@ -581,3 +581,51 @@ async def test_pipeline_health_shows_the_seeded_figures(
     assert row["alerted incidents"] == 3
     assert row["p50"] == 60
     assert math.isclose(row["p95"], 60 + 0.9 * 60)
+
+
+async def test_group_filters_follow_local_group_edits(
+    pool: asyncpg.Pool, reader: asyncpg.Pool
+) -> None:
+    """Bob moved to Operations and Dave put in a group made here (as PATCH /api/groups does)."""
+    async with pool.acquire() as conn:
+        await seed(conn)
+        await conn.execute(
+            "INSERT INTO local_groups (group_key, name, created_by)"
+            " VALUES ('local:1', 'Data', 'api:t')"
+        )
+        await conn.execute(
+            "INSERT INTO group_overrides (user_email, group_key, source, updated_by) VALUES"
+            " ($1, 'cursor::g-ops', 'api', 'api:t'), ($2, 'local:1', 'import', 'api:t')",
+            BOB,
+            DAVE,
+        )
+    (dashboard,) = [d for d in dashboards() if d["uid"] == "spendwatch-team"]
+    (variable,) = dashboard["templating"]["list"]
+    options = await reader.fetch(expand(variable["query"], {}))
+    assert [(o["__text"], o["__value"]) for o in options] == [
+        ("Data", "local:1"),
+        ("Engineering", "cursor::g-eng"),
+        ("Operations", "cursor::g-ops"),
+    ]
+
+    def spend(users: list[str]) -> Decimal:
+        return usd(sum(r[5] for r in rollup_rows() if r[1] in users))
+
+    team = "spendwatch-team"
+    (row,) = await panel_rows(reader, team, "Spend in range", group=ENG)
+    assert row["spend"] == spend([ALICE])
+    (row,) = await panel_rows(reader, team, "Spend in range", group=OPS)
+    assert row["spend"] == spend([BOB, CAROL])
+    (row,) = await panel_rows(reader, team, "Spend in range", group="'local:1'")
+    assert row["spend"] == spend([DAVE])
+    groups = await panel_rows(
+        reader,
+        "spendwatch-budgets",
+        "Groups this cycle: spend, projection, share of the budget",
+        group="'__all'",
+    )
+    assert {r["group"]: r["members"] for r in groups} == {
+        "Data": 1,
+        "Engineering": 1,
+        "Operations": 2,
+    }
