@@ -179,3 +179,17 @@ def test_dashboard_provisioning() -> None:
     assert provider["folder"] == "spendwatch"
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_panels_fit_the_grid_without_overlapping(path: Path) -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in all_panels(load(path)["panels"]):
+        pos = panel["gridPos"]
+        assert pos["w"] > 0, panel["title"]
+        assert pos["h"] > 0, panel["title"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                other = cells.setdefault((x, y), panel["title"])
+                assert other == panel["title"], f"{panel['title']} overlaps {other}"
