@@ -74,6 +74,7 @@ def test_good_params() -> None:
         {"severity": "fatal"},
         {"stat": "open"},  # a typo is an error, not silently ignored
         [("state", "open"), ("state", "resolved")],
+        {"detector": "spend\x00spike"},
     ],
 )
 def test_bad_params_are_400(query: dict[str, str] | list[tuple[str, str]]) -> None:
