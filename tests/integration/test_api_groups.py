@@ -329,68 +329,120 @@ async def test_import_preview_then_selective_apply(
         "hibob",
         6,
         5,
-        0,
+        2,
     )
     assert [(u["email"], u["line"]) for u in plan["unknown"]] == [("zed@x.com", 7)]
     assert plan["merged"] == [
         {"team": "Platform > Mobile", "into": "Platform > Core", "members": 1},
         {"team": "Design > General", "into": "General > General", "members": 1},
     ]
-    assert [
-        (c["email"], c["current_groups"], c["to_group"], c["to_group_id"]) for c in plan["changes"]
-    ] == [
-        ("a@x.com", ["Platform"], "Platform > Core", None),
-        ("b@x.com", ["Platform"], "Platform > Core", None),
-        ("c@x.com", ["Platform", "Web"], "Platform > Core", None),
-        ("d@x.com", ["Web"], "Platform > Core", None),
-        ("e@x.com", ["Web"], "General > General", None),
+    # Everyone the CSV lists from Cursor's Platform goes to Platform > Core: rename, not empty.
+    assert plan["groups_to_rename"] == [
+        {
+            "id": "r1",
+            "group_id": G1,
+            "from_name": "Platform",
+            "to_name": "Platform > Core",
+            "members": 4,
+        }
     ]
-    assert plan["changes"][1]["name"] == "Bo, B"
+    # Ann and Bob are only in Platform: they keep it. Cat leaves Web; Dan and Eve move.
+    assert [
+        (c["id"], c["email"], c["current_groups"], c["to_group"], c["to_group_id"])
+        for c in plan["changes"]
+    ] == [
+        (1, "c@x.com", ["Platform", "Web"], "Platform > Core", G1),
+        (2, "d@x.com", ["Web"], "Platform > Core", G1),
+        (3, "e@x.com", ["Web"], "General > General", None),
+    ]
+    assert plan["changes"][0]["name"] == "Cat"
     assert plan["groups_to_create"] == [
-        {"name": "General > General", "group_id": None, "members": 1},
-        {"name": "Platform > Core", "group_id": None, "members": 4},
+        {"name": "General > General", "group_id": None, "members": 1}
     ]
     assert plan["applied"] is None
     # A preview writes nothing.
     assert await pool.fetchval("SELECT count(*) FROM local_groups") == 0
+    assert await pool.fetchval("SELECT count(*) FROM group_renames") == 0
     assert await pool.fetchval("SELECT count(*) FROM group_overrides") == 0
 
     query = f"?mode=apply&plan_id={plan['plan_id']}&reject=e@x.com"
     async with await post_csv(api, HIBOB, query) as resp:
         assert resp.status == 200, await resp.text()
         applied = (await resp.json())["applied"]
-    assert applied["moved"] == ["a@x.com", "b@x.com", "c@x.com", "d@x.com"]
-    assert [(g["name"], g["members"]) for g in applied["created_groups"]] == [
-        ("Platform > Core", 4)
-    ]
+    assert applied["moved"] == ["c@x.com", "d@x.com"]
+    assert applied["created_groups"] == []
+    assert [r["id"] for r in applied["renamed_groups"]] == ["r1"]
     got = by_name(await groups(api))
+    assert set(got) == {"Platform > Core", "Web"}
+    assert got["Platform > Core"]["provider_name"] == "Platform"
     assert members_of(got["Platform > Core"]) == [
-        ("b@x.com", "override"),
-        ("a@x.com", "override"),
+        ("b@x.com", "provider"),
+        ("a@x.com", "provider"),
         ("d@x.com", "override"),
         ("c@x.com", "override"),
     ]
     assert members_of(got["Web"]) == [("e@x.com", "provider")]
-    assert members_of(got["Platform"]) == []
-    assert await pool.fetchval("SELECT count(*) FROM group_overrides WHERE source = 'import'") == 4
+    assert await pool.fetchval("SELECT count(*) FROM group_overrides WHERE source = 'import'") == 2
 
-    # The old preview is stale now; the new plan holds only Eve's move.
+    # The old preview is stale now. The new plan: Web's only listed member, Eve, goes to
+    # General > General, so Web takes that name and nobody moves.
     async with await post_csv(api, HIBOB, query) as resp:
         assert resp.status == 409
     async with await post_csv(api, HIBOB) as resp:
         again = await resp.json()
-    assert [c["email"] for c in again["changes"]] == ["e@x.com"]
-    assert again["keeps"] == 4
-    # Change ids select only within a pinned plan.
-    async with await post_csv(api, HIBOB, "?mode=apply&accept=1") as resp:
+    assert (again["changes"], again["keeps"], again["groups_to_create"]) == ([], 5, [])
+    assert [(r["id"], r["group_id"], r["to_name"]) for r in again["groups_to_rename"]] == [
+        ("r1", G2, "General > General")
+    ]
+    # Ids select only within a pinned plan; renames only by id.
+    async with await post_csv(api, HIBOB, "?mode=apply&accept=r1") as resp:
         assert resp.status == 422
         assert "ids need plan_id" in (await resp.json())["detail"]
-    assert again["changes"][0]["id"] == 1
     async with await post_csv(
-        api, HIBOB, f"?mode=apply&plan_id={again['plan_id']}&accept=1"
+        api, HIBOB, f"?mode=apply&plan_id={again['plan_id']}&accept=r1"
     ) as resp:
-        assert (await resp.json())["applied"]["moved"] == ["e@x.com"]
-    assert members_of(by_name(await groups(api))["General > General"]) == [("e@x.com", "override")]
+        applied = (await resp.json())["applied"]
+    assert (applied["moved"], [r["to_name"] for r in applied["renamed_groups"]]) == (
+        [],
+        ["General > General"],
+    )
+    got = by_name(await groups(api))
+    assert members_of(got["General > General"]) == [("e@x.com", "provider")]
+    assert got["General > General"]["provider_name"] == "Web"
+
+
+async def test_apply_everything_creates_renames_and_moves(
+    api: aiohttp.ClientSession, pool: asyncpg.Pool
+) -> None:
+    text = (
+        "Email,Department,Group,Team\n"
+        "c@x.com,Eng,Platform,Core\n"
+        "d@x.com,Design,Design,UX\n"
+        "e@x.com,Design,Design,UX\n"
+        "f@x.com,Design,Design,UX\n"
+    )
+    async with await post_csv(api, text, "?mode=apply") as resp:
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+    # Cat is a team of one with no sibling: Platform > Core -> Platform > General -> General >
+    # General. She is the only person listed from Cursor's Platform, so Platform takes that name.
+    assert [m["team"] for m in body["merged"]] == ["Platform > Core", "Platform > General"]
+    applied = body["applied"]
+    assert [(g["name"], g["members"]) for g in applied["created_groups"]] == [("Design > UX", 3)]
+    assert [(r["group_id"], r["to_name"]) for r in applied["renamed_groups"]] == [
+        (G1, "General > General")
+    ]
+    assert applied["moved"] == ["c@x.com", "d@x.com", "e@x.com", "f@x.com"]
+    got = by_name(await groups(api))
+    assert set(got) == {"Design > UX", "General > General", "Web"}
+    assert [e for e, _ in members_of(got["Design > UX"])] == ["d@x.com", "e@x.com", "f@x.com"]
+    assert members_of(got["General > General"]) == [
+        ("b@x.com", "provider"),
+        ("a@x.com", "provider"),
+        ("c@x.com", "override"),
+    ]
+    assert members_of(got["Web"]) == []
+    assert await pool.fetchval("SELECT count(*) FROM local_groups") == 1
 
 
 @pytest.mark.parametrize(
@@ -456,7 +508,11 @@ async def test_export_then_import_is_a_no_op(
         [],
     )
     async with await post_csv(api, text, "?mode=apply") as resp:
-        assert (await resp.json())["applied"] == {"moved": [], "created_groups": []}
+        assert (await resp.json())["applied"] == {
+            "moved": [],
+            "created_groups": [],
+            "renamed_groups": [],
+        }
     assert await pool.fetchval("SELECT count(*) FROM group_overrides") == 1
 
     # Edited in a spreadsheet: Eve to the local group by name, the id column left empty.

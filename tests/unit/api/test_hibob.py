@@ -238,9 +238,9 @@ def test_the_plan_id_follows_the_changes() -> None:
 def test_select_all_some_or_all_but_some() -> None:
     plan = plan_import(parse_csv(HIBOB), current(["a@x.com", "b@x.com", "c@x.com", "d@x.com"]))
     emails = ["a@x.com", "b@x.com", "c@x.com", "d@x.com"]
-    assert [c.email for c in select(plan, accept=None, reject=None)] == emails
-    assert [c.email for c in select(plan, accept={"b@x.com"}, reject=None)] == ["b@x.com"]
-    assert [c.email for c in select(plan, accept=None, reject={"b@x.com"})] == [
+    assert [c.email for c in select(plan, accept=None, reject=None).changes] == emails
+    assert [c.email for c in select(plan, accept={"b@x.com"}, reject=None).changes] == ["b@x.com"]
+    assert [c.email for c in select(plan, accept=None, reject={"b@x.com"}).changes] == [
         "a@x.com",
         "c@x.com",
         "d@x.com",
@@ -252,10 +252,41 @@ def test_select_all_some_or_all_but_some() -> None:
 def test_select_by_change_id_once_the_plan_is_pinned() -> None:
     plan = plan_import(parse_csv(HIBOB), current(["a@x.com", "b@x.com", "c@x.com", "d@x.com"]))
     assert [c.id for c in plan.changes] == [1, 2, 3, 4]
-    chosen = select(plan, accept={"2", "d@x.com"}, reject=None, ids=True)
+    chosen = select(plan, accept={"2", "d@x.com"}, reject=None, ids=True).changes
     assert [c.email for c in chosen] == ["b@x.com", "d@x.com"]
-    assert [c.id for c in select(plan, accept=None, reject={"1", "3"}, ids=True)] == [2, 4]
+    assert [c.id for c in select(plan, accept=None, reject={"1", "3"}, ids=True).changes] == [2, 4]
     with pytest.raises(ValueError, match="ids need plan_id"):
         select(plan, accept={"2"}, reject=None)
     with pytest.raises(ValueError, match=r": 5$"):
         select(plan, accept={"5"}, reject=None, ids=True)
+
+
+def test_a_group_whose_listed_members_all_go_to_one_new_name_is_renamed() -> None:
+    now = current(
+        ["a@x.com", "b@x.com", "c@x.com", "d@x.com", "z@x.com"],
+        memberships={
+            "a@x.com": {"cursor::1"},
+            "b@x.com": {"cursor::1"},
+            "z@x.com": {"cursor::1"},  # not in the CSV: stays, under the new name
+            "c@x.com": {"cursor::2"},
+            "d@x.com": {"cursor::2"},
+        },
+        groups={"cursor::1": "Platform", "cursor::2": "Misc"},
+    )
+    text = HIBOB.replace("d@x.com,D,Eng,Eng,Mobile", "d@x.com,D,Sales,Sales,")
+    plan = plan_import(parse_csv(text), now)
+    # Misc cannot be renamed: c goes to Eng > Web, d to Sales > Sales (merged to General).
+    assert [
+        (r.id, r.group_id, r.from_name, r.to_name, r.members) for r in plan.groups_to_rename
+    ] == [("r1", "cursor::1", "Platform", "Eng > Web", 3)]
+    assert [(c.email, c.to_group, c.to_group_id) for c in plan.changes] == [
+        ("c@x.com", "Eng > Web", "cursor::1"),
+        ("d@x.com", "General > General", None),
+    ]
+    assert plan.keeps == 2
+    assert [g.name for g in plan.groups_to_create] == ["General > General"]
+    everything = select(plan, accept=None, reject=None)
+    assert [r.id for r in everything.renames] == ["r1"]
+    assert select(plan, accept=None, reject={"r1"}, ids=True).renames == []
+    assert select(plan, accept={"c@x.com"}, reject=None).renames == []
+    assert [r.id for r in select(plan, accept={"r1"}, reject=None, ids=True).renames] == ["r1"]

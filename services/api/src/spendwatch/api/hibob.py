@@ -127,6 +127,25 @@ class PlannedGroup:
 
 
 @dataclass(frozen=True)
+class Rename:
+    """Give an existing group the new name most of its listed members go to (HiBob only)."""
+
+    id: str  # r1, r2, ...: selectable with the plan's plan_id
+    group_id: str
+    from_name: str
+    to_name: str
+    members: int  # of the CSV's people, how many the renamed group will hold
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The parts of a plan chosen for applying."""
+
+    changes: list[Change]
+    renames: list[Rename]
+
+
+@dataclass(frozen=True)
 class Plan:
     """What an import would do; `plan_id` changes whenever any planned change does."""
 
@@ -136,6 +155,7 @@ class Plan:
     keeps: int
     changes: list[Change]
     groups_to_create: list[PlannedGroup]
+    groups_to_rename: list[Rename]
     groups: list[PlannedGroup]
     merged: list[Merge]
     unknown: list[CsvRow]
@@ -298,11 +318,13 @@ def plan_import(parsed: ParsedCsv, current: Current) -> Plan:
     targets: dict[str, tuple[str, str | None]] = {}  # email -> (group name, key or None)
     rows_by_email: dict[str, CsvRow] = {}
     keep_as_listed: set[str] = set()
+    renamed: dict[str, str] = {}
     if parsed.format == "hibob":
         placed, merges = assign_teams(known)
+        renamed = _renames(placed, current, by_name)
         for row in known:
             name = placed[row.email]
-            targets[row.email] = (name, by_name.get(name.lower()))
+            targets[row.email] = (name, by_name.get(name.lower()) or renamed.get(name))
             rows_by_email[row.email] = row
     else:
         listed: dict[str, set[str]] = {}
@@ -348,7 +370,14 @@ def plan_import(parsed: ParsedCsv, current: Current) -> Plan:
     sizes: dict[tuple[str, str | None], int] = {}
     for target in targets.values():
         sizes[target] = sizes.get(target, 0) + 1
-    groups = [PlannedGroup(n, k, count) for (n, k), count in sorted(sizes.items())]
+    groups = [
+        PlannedGroup(n, k, count)
+        for (n, k), count in sorted(sizes.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+    ]
+    renames = [
+        Rename(f"r{i}", key, current.groups[key], name, sizes[(name, key)])
+        for i, (name, key) in enumerate(sorted(renamed.items()), start=1)
+    ]
     new_names = sorted({c.to_group for c in changes if c.to_group_id is None})
     to_create = [g for g in groups if g.group_id is None and g.name in new_names]
     plan = Plan(
@@ -358,6 +387,7 @@ def plan_import(parsed: ParsedCsv, current: Current) -> Plan:
         keeps=len(targets) - len(changes),
         changes=changes,
         groups_to_create=to_create,
+        groups_to_rename=renames,
         groups=groups,
         merged=merges,
         unknown=unknown,
@@ -366,30 +396,69 @@ def plan_import(parsed: ParsedCsv, current: Current) -> Plan:
     return Plan(**{**plan.__dict__, "plan_id": plan_fingerprint(plan)})
 
 
+def _renames(
+    placed: Mapping[str, str], current: Current, by_name: Mapping[str, str]
+) -> dict[str, str]:
+    """New group names an existing group can take instead of being emptied: name -> group key.
+
+    A group qualifies for a new name when everyone the CSV lists among its members goes to that
+    name; the one holding most of them wins; no group takes two names, and a group some other
+    name already points at keeps its name.
+    """
+    listed_in: dict[str, list[str]] = {}
+    for email in sorted(placed):
+        for key in current.memberships.get(email, ()):
+            listed_in.setdefault(key, []).append(email)
+    taken = {by_name[n.lower()] for n in placed.values() if n.lower() in by_name}
+    chosen: dict[str, str] = {}
+    for name in sorted({n for n in placed.values() if n.lower() not in by_name}):
+        candidates = sorted(
+            (-len(emails), key)
+            for key, emails in listed_in.items()
+            if key not in taken and key in current.groups and all(placed[e] == name for e in emails)
+        )
+        if candidates:
+            key = candidates[0][1]
+            chosen[name] = key
+            taken.add(key)
+    return chosen
+
+
 def plan_fingerprint(plan: Plan) -> str:
     """A short id of the planned changes, so an apply can insist on the previewed plan."""
-    material = [(c.email, c.to_group, c.to_group_id, c.current_groups) for c in plan.changes]
+    material = [
+        [(c.email, c.to_group, c.to_group_id, c.current_groups) for c in plan.changes],
+        [(r.group_id, r.from_name, r.to_name) for r in plan.groups_to_rename],
+    ]
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     return digest[:16]
 
 
 def select(
     plan: Plan, *, accept: set[str] | None, reject: set[str] | None, ids: bool = False
-) -> list[Change]:
-    """The changes chosen for applying: all, only `accept`, or all but `reject`.
+) -> Selected:
+    """The changes and renames chosen for applying: all, only `accept`, or all but `reject`.
 
-    Each item is an email or, when `ids` (the caller pinned the plan by its plan_id), a change's
-    id. ValueError names the items that are not among the plan's changes.
+    Each item is an email or, when `ids` (the caller pinned the plan by its plan_id), the id of
+    a change (`3`) or a rename (`r1`); renames are chosen only by id. ValueError names the items
+    that are not in the plan.
     """
-    by_token = {c.email: c.email for c in plan.changes}
+    by_token: dict[str, Change | Rename] = {c.email: c for c in plan.changes}
     if ids:
-        by_token |= {str(c.id): c.email for c in plan.changes}
+        by_token |= {str(c.id): c for c in plan.changes}
+        by_token |= {r.id: r for r in plan.groups_to_rename}
     chosen = accept if accept is not None else reject or set()
     strangers = sorted(chosen - set(by_token))
     if strangers:
-        hint = "" if ids or not any(t.isdigit() for t in strangers) else " (ids need plan_id)"
+        hint = "" if ids or not any(t[-1:].isdigit() for t in strangers) else " (ids need plan_id)"
         raise ValueError(f"not among the planned changes{hint}: {', '.join(strangers)}")
-    emails = {by_token[t] for t in chosen}
+    picked = {id(by_token[t]) for t in chosen}
     if accept is not None:
-        return [c for c in plan.changes if c.email in emails]
-    return [c for c in plan.changes if c.email not in emails]
+        return Selected(
+            [c for c in plan.changes if id(c) in picked],
+            [r for r in plan.groups_to_rename if id(r) in picked],
+        )
+    return Selected(
+        [c for c in plan.changes if id(c) not in picked],
+        [r for r in plan.groups_to_rename if id(r) not in picked],
+    )

@@ -179,11 +179,11 @@ class ImportQuery(QueryModel):
     )
     accept: Selection | None = Field(
         default=None,
-        description="Comma-separated emails (or change ids, with plan_id): apply only these.",
+        description="Emails, or change/rename ids with plan_id, comma-separated: apply only these.",
     )
     reject: Selection | None = Field(
         default=None,
-        description="Comma-separated emails (or change ids, with plan_id): apply all but these.",
+        description="Emails, or change/rename ids with plan_id, comma-separated: apply the rest.",
     )
 
     @model_validator(mode="after")
@@ -222,6 +222,16 @@ class PlannedGroupOut(ApiModel):
     members: int
 
 
+class RenameOut(ApiModel):
+    """An existing group the import renames rather than empties (select it by `id`)."""
+
+    id: str
+    group_id: str
+    from_name: str
+    to_name: str
+    members: int
+
+
 class MergeOut(ApiModel):
     """A team below the minimum size, merged upward."""
 
@@ -250,6 +260,7 @@ class AppliedOut(ApiModel):
 
     moved: list[str]
     created_groups: list[PlannedGroupOut]
+    renamed_groups: list[RenameOut]
 
 
 class ImportPlanOut(ApiModel):
@@ -262,6 +273,7 @@ class ImportPlanOut(ApiModel):
     keeps: int
     changes: list[ChangeOut]
     groups_to_create: list[PlannedGroupOut]
+    groups_to_rename: list[RenameOut]
     groups: list[PlannedGroupOut]
     merged: list[MergeOut]
     unknown: list[UnknownOut]

@@ -36,6 +36,7 @@ from spendwatch.api.models.groups import (
     OperationResult,
     PlannedGroupOut,
     RenameGroup,
+    RenameOut,
     encode_cursor,
 )
 from spendwatch.api.openapi import operation
@@ -244,8 +245,20 @@ async def import_groups(request: web.Request) -> web.Response:
             )
         except ValueError as exc:
             raise ProblemError(422, "Invalid selection", detail=str(exc)) from None
+        for rename in chosen.renames:
+            await _free_name(conn, rename.to_name, group_key=rename.group_id)
+            group = await repository.find_group(conn, group_key=rename.group_id)
+            assert group is not None  # the plan was made in this transaction
+            await repository.rename(
+                conn,
+                group_key=rename.group_id,
+                origin=group["origin"],
+                provider_name=group["provider_name"],
+                name=rename.to_name,
+                actor=actor,
+            )
         created: dict[str, PlannedGroupOut] = {}
-        for change in chosen:
+        for change in chosen.changes:
             key = change.to_group_id
             if key is None:
                 new = created.get(change.to_group.lower())
@@ -262,8 +275,18 @@ async def import_groups(request: web.Request) -> web.Response:
             await repository.set_override(
                 conn, email=change.email, group_key=key, source="import", actor=actor
             )
-    log.info("groups.imported", actor=actor, moved=len(chosen), created=len(created))
-    applied = AppliedOut(moved=[c.email for c in chosen], created_groups=list(created.values()))
+    log.info(
+        "groups.imported",
+        actor=actor,
+        moved=len(chosen.changes),
+        created=len(created),
+        renamed=len(chosen.renames),
+    )
+    applied = AppliedOut(
+        moved=[c.email for c in chosen.changes],
+        created_groups=list(created.values()),
+        renamed_groups=[RenameOut.model_validate(dataclasses.asdict(r)) for r in chosen.renames],
+    )
     return json_response(_plan_out(plan, applied=applied))
 
 
