@@ -18,7 +18,7 @@ from spendwatch.common.messaging import (
     ensure_streams,
     subjects,
 )
-from spendwatch.common.messaging.dlq import REASON, DeadLetterMiddleware
+from spendwatch.common.messaging.dlq import DEAD_LETTERED, REASON, DeadLetterMiddleware
 from spendwatch.common.messaging.streams import StreamSpec
 from tests.integration.sinkkit import wait_for
 
@@ -79,6 +79,7 @@ async def test_dlq_middleware_parks_invalid_payloads_and_keeps_consuming(
         }
     )
     subject = subjects.usage_committed("cursor")
+    counted = DEAD_LETTERED.labels("usage")._value.get()
     await js.publish(subject, b"definitely not json")
     await js.publish(subject, b'{"commit_id": "c2"}')
     await js.publish(subject, good.model_dump_json().encode())
@@ -92,6 +93,7 @@ async def test_dlq_middleware_parks_invalid_payloads_and_keeps_consuming(
     assert {m.subject for m in parked} == {f"dlq.{subject}"}
     reasons = [m.headers[REASON] for m in parked if m.headers]
     assert any("provider: Field required" in r for r in reasons)
+    assert DEAD_LETTERED.labels("usage")._value.get() == counted + 2
     info = await js.consumer_info("USAGE", "test-USAGE")
     assert info.num_ack_pending == 0  # invalid ones were acked
     assert info.num_pending == 0

@@ -13,9 +13,6 @@ EVENTS_INGESTED = Counter(
     ["provider"],
 )
 SNAPSHOTS_STORED = Counter("spendwatch_sink_snapshots_total", "Snapshot messages stored", ["kind"])
-DEAD_LETTERED = Counter(
-    "spendwatch_dlq_messages_total", "Messages sent to the dead-letter stream", ["service"]
-)
 BATCH_SECONDS = Histogram(
     "spendwatch_sink_batch_seconds",
     "Time to store one batch, from fetch to ack",

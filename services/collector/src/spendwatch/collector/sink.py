@@ -81,7 +81,6 @@ class UsageSink:
         batch = sort_batch(list(msgs))
         for msg, reason in batch.invalid:
             await dead_letter(self._js, msg, reason)
-            metrics.DEAD_LETTERED.labels("collector").inc()
         notices: list[UsageCommittedV1] = []
         async with self._pool.acquire() as conn, conn.transaction():
             if batch.events:

@@ -15,6 +15,7 @@ from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.errors import NotJSMessageError
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from spendwatch.common.errors import InvalidPayloadError
@@ -36,6 +37,14 @@ INVALID_PAYLOAD_ERRORS: tuple[type[Exception], ...] = (
 """Exceptions that mean the payload itself is bad, so retrying cannot help."""
 
 log = get_logger(__name__)
+
+# Every dead letter of every service passes through `dead_letter_payload`, so it is counted here
+# (by the first token of the original subject: usage, anomalies, incidents, ...).
+DEAD_LETTERED = Counter(
+    "spendwatch_dlq_messages_total",
+    "Messages parked in the dead-letter stream, by the domain of their subject",
+    ["domain"],
+)
 
 
 def describe(exc: BaseException) -> str:
@@ -78,6 +87,7 @@ async def dead_letter_payload(
     if msg_id:
         all_headers[MSG_ID] = f"dlq:{msg_id}"
     await js.publish(subjects.dlq(subject), data, headers=all_headers)
+    DEAD_LETTERED.labels(subject.split(".", 1)[0]).inc()
     log.warning("message.dead_lettered", subject=subject, reason=reason)
 
 
