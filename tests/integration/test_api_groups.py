@@ -168,6 +168,9 @@ async def test_groups_with_members_and_spend_from_the_rollup(api: aiohttp.Client
         ("c@x.com", "Cat", 0),
     ]
     assert (web["member_count"], web["spend_micros"], web["events"]) == (3, 700_000, 7)
+    assert body["unassigned"] == [
+        {"email": "f@x.com", "name": "Fay", "origin": None, "spend_micros": 0, "events": 0}
+    ]
     # One day: today only (Bob's yesterday is out); 60 days: Ann's old $5 is in.
     assert by_name(await groups(api, "?days=1"))["Platform"]["spend_micros"] == 1_000_000
     assert by_name(await groups(api, "?days=60"))["Platform"]["spend_micros"] == 8_500_000
@@ -202,6 +205,8 @@ async def test_groups_are_paginated_by_name(api: aiohttp.ClientSession) -> None:
     second = await groups(api, f"?limit=1&cursor={first['next_cursor']}")
     assert [g["name"] for g in second["items"]] == ["Web"]
     assert second["next_cursor"] is None
+    assert [m["email"] for m in first["unassigned"]] == ["f@x.com"]
+    assert second["unassigned"] == []  # the first page has them
 
 
 async def test_create_rename_and_assign_in_one_patch(api: aiohttp.ClientSession) -> None:
@@ -234,6 +239,7 @@ async def test_create_rename_and_assign_in_one_patch(api: aiohttp.ClientSession)
     assert members_of(got["Platform > Core"]) == [("b@x.com", "provider"), ("c@x.com", "provider")]
     assert got["Platform > Core"]["provider_name"] == "Platform"
     assert ("f@x.com", "override") in members_of(got["Web"])
+    assert (await groups(api))["unassigned"] == []
 
 
 @pytest.mark.parametrize(

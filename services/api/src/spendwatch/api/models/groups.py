@@ -73,11 +73,12 @@ class GroupsQuery(QueryModel):
 
 
 class MemberOut(ApiModel):
-    """A member of a group; `origin`: from the provider's roster or a local override."""
+    """A member of a group; `origin`: from the provider's roster or a local override (null for
+    someone in no group)."""
 
     email: str
     name: str | None
-    origin: Literal["provider", "override"]
+    origin: Literal["provider", "override"] | None
     spend_micros: int
     events: int
 
@@ -104,6 +105,8 @@ class GroupsPage(ApiModel):
     last_day: date
     items: list[GroupOut]
     next_cursor: str | None
+    # Roster members in no group (on the first page only), to find and assign anyone.
+    unassigned: list[MemberOut] = Field(default_factory=list)
 
 
 class CreateGroup(BodyModel):

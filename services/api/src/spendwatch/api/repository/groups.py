@@ -86,6 +86,34 @@ async def members_with_spend(
     return rows
 
 
+async def unassigned_with_spend(db: Db, *, first: date, last: date) -> list[asyncpg.Record]:
+    """Roster members in no live group, with their spend and requests from `first` to `last`."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        """
+        WITH people AS (
+            SELECT DISTINCT ON (user_email) user_email, name FROM members
+            WHERE NOT is_removed
+              AND user_email NOT IN (SELECT user_email FROM effective_group_members)
+            ORDER BY user_email, (name IS NULL), captured_at DESC
+        ), spend AS (
+            SELECT r.user_email, sum(r.cost_micros)::bigint AS spend_micros,
+                   sum(r.events)::bigint AS events
+            FROM usage_daily_user_model AS r
+            WHERE r.day BETWEEN $1 AND $2
+              AND r.user_email = ANY(ARRAY(SELECT user_email FROM people))
+            GROUP BY r.user_email
+        )
+        SELECT p.user_email, p.name, coalesce(s.spend_micros, 0) AS spend_micros,
+               coalesce(s.events, 0) AS events
+        FROM people AS p LEFT JOIN spend AS s USING (user_email)
+        ORDER BY spend_micros DESC, p.user_email
+        """,
+        first,
+        last,
+    )
+    return rows
+
+
 async def lock(conn: asyncpg.Connection) -> None:
     """One editor of groups at a time (names stay unique, plans stay what was previewed)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('spendwatch.groups'))")

@@ -107,8 +107,26 @@ async def list_groups(request: web.Request) -> web.Response:
     next_cursor = None
     if len(rows) > query.limit:
         next_cursor = encode_cursor(items[-1].name, items[-1].group_id)
+    unassigned = []
+    if query.cursor is None:
+        unassigned = [
+            MemberOut(
+                email=m["user_email"],
+                name=m["name"],
+                origin=None,
+                spend_micros=m["spend_micros"],
+                events=m["events"],
+            )
+            for m in await repository.unassigned_with_spend(pool, first=first, last=last)
+        ]
     return json_response(
-        GroupsPage(first_day=first, last_day=last, items=items, next_cursor=next_cursor)
+        GroupsPage(
+            first_day=first,
+            last_day=last,
+            items=items,
+            next_cursor=next_cursor,
+            unassigned=unassigned,
+        )
     )
 
 
