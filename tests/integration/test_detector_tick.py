@@ -207,3 +207,18 @@ async def test_old_usage_is_history_unless_asked_for(
     assert await detector.evaluate(notice) == []  # a backfill pages nobody
     [spike] = await detector.evaluate_days(12)  # `spendwatch detect --once --days 12` does
     assert spike.fingerprint == f"{user}:spend_spike:{old.date()}"
+
+
+async def test_a_stored_settings_row_that_does_not_validate_keeps_the_last_good_one(
+    pool: asyncpg.Pool, js: JetStreamContext
+) -> None:
+    detector = Detector(db=pool, js=js, timezone="UTC")
+    upsert = (
+        "INSERT INTO settings (key, value) VALUES ('detection', $1)"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    )
+    await pool.execute(upsert, {"zscore": {"multiplier": "7"}})
+    assert (await detector.settings()).zscore.multiplier == Decimal(7)
+    for broken in ("not a document", {"zscore": {"multiplier": "seven"}}, {"zscore": 3}):
+        await pool.execute(upsert, broken)  # as if edited by hand, past the API
+        assert (await detector.settings()).zscore.multiplier == Decimal(7)

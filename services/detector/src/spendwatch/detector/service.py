@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
 from spendwatch.common.cycles import Cycle, cycle_containing
 from spendwatch.common.db import exclusive
@@ -134,6 +135,7 @@ class Detector:
         self._settled: set[str] = set()  # closed windows that still hold: left to people
         self._runaway_due: dict[tuple[str, date], datetime] = {}  # key -> earliest new request
         self._runaway_checked: dict[str, datetime] = {}  # user -> last runaway check
+        self._good_settings = DetectionSettings()  # the last stored thresholds that were valid
 
     async def evaluate(self, notice: UsageCommittedV1) -> list[AnomalyDetectedV1]:
         """Evaluate the notice's keys; returns the anomalies published now."""
@@ -182,7 +184,14 @@ class Detector:
 
     async def settings(self) -> DetectionSettings:
         """The thresholds as stored now (read on every evaluation, so a change applies next)."""
-        return DetectionSettings.merged(await repository.thresholds(self._db))
+        stored = await repository.thresholds(self._db)
+        try:
+            self._good_settings = DetectionSettings.merged(stored)
+        except (ValidationError, TypeError, AttributeError) as exc:
+            # A row edited by hand past the API's validation must not stop detection: keep
+            # the last valid thresholds and say so loudly.
+            log.error("detector.settings_invalid", error=str(exc)[:500])
+        return self._good_settings
 
     # --- evaluation ------------------------------------------------------------------------------
 
