@@ -10,13 +10,8 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from spendwatch.api.errors import ProblemError
-from spendwatch.api.models.incidents import (
-    IncidentListQuery,
-    IncidentPatch,
-    MttSummaryRow,
-    decode_cursor,
-    encode_cursor,
-)
+from spendwatch.api.models import decode_cursor, encode_cursor
+from spendwatch.api.models.incidents import IncidentListQuery, IncidentPatch, MttSummaryRow
 from spendwatch.api.routes.incidents import COMMAND_STATUS
 from spendwatch.api.validation import parse_query
 

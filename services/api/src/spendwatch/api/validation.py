@@ -29,8 +29,10 @@ def parse_query(request: web.Request, model: type[M]) -> M:
             400, "Invalid parameter", detail=f"{', '.join(repeated)}: given more than once"
         )
     # PostgreSQL text cannot hold NUL, so such a value can only be a bad request.
-    if any("\x00" in value for value in query.values()):
-        raise ProblemError(400, "Invalid parameter", detail="a value contains a NUL character")
+    if with_nul := sorted({k for k, v in query.items() if "\x00" in v}):
+        raise ProblemError(
+            400, "Invalid parameter", detail=f"{', '.join(with_nul)}: contains a NUL character"
+        )
     try:
         return model.model_validate(dict(query))
     except ValidationError as exc:

@@ -6,15 +6,19 @@ for groups made in spendwatch. Spend is integer micro-dollars from the daily rol
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spendwatch.api.models import ApiModel, BodyModel, Days, QueryModel
+from spendwatch.api.models import (
+    ApiModel,
+    BodyModel,
+    Days,
+    QueryModel,
+    pack_cursor,
+    unpack_cursor,
+)
 from spendwatch.common.events.base import Email
 
 DEFAULT_LIMIT = 100
@@ -30,18 +34,12 @@ Cursor = Annotated[str, Field(max_length=2000, pattern=r"^[A-Za-z0-9_-]+$")]
 
 def encode_cursor(name: str, group_id: str) -> str:
     """The opaque cursor after (name, group_id)."""
-    raw = json.dumps([name, group_id], ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pack_cursor(name, group_id)
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
     """(name, group_id) of a cursor from `encode_cursor`; ValueError otherwise."""
-    try:
-        name, group_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise ValueError("not a cursor from this API") from exc
-    if not isinstance(name, str) or not isinstance(group_id, str):
-        raise ValueError("not a cursor from this API")
+    name, group_id = unpack_cursor(cursor, 2)
     return name, group_id
 
 

@@ -2,72 +2,33 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from spendwatch.api.models import ApiModel, BodyModel, Days, PlainDecimal, QueryModel
+from spendwatch.api.models import (
+    ApiModel,
+    BodyModel,
+    Days,
+    NewestFirstQuery,
+    PlainDecimal,
+    QueryModel,
+    Severity,
+    printable,
+)
 from spendwatch.common.events.base import UtcDatetime
 from spendwatch.common.events.incident import Note, State, Transition
 
 MAX_SNOOZE_MINUTES = 60 * 24 * 14
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
-Severity = Literal["info", "warning", "critical"]
 
 
-def encode_cursor(detected_at: datetime, incident_id: str) -> str:
-    """The opaque cursor after (detected_at, incident_id)."""
-    raw = json.dumps([detected_at.isoformat(), incident_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """(detected_at, incident_id) of a cursor from `encode_cursor`; ValueError otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        detected, incident_id = json.loads(raw)
-        at = datetime.fromisoformat(detected)
-        uuid.UUID(incident_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise ValueError("not a cursor from this API") from exc
-    if at.tzinfo is None:
-        raise ValueError("not a cursor from this API")
-    return at, str(incident_id)
-
-
-class IncidentListQuery(QueryModel):
+class IncidentListQuery(NewestFirstQuery):
     """`GET /api/incidents`: newest first, filtered, keyset-paginated."""
 
     state: State | None = None
-    detector: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    detector: Annotated[str, printable(200)] | None = None
     severity: Severity | None = None
-    subject: Annotated[str, Field(min_length=1, max_length=320)] | None = None
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
-    cursor: (
-        Annotated[str, Field(max_length=512, description="`next_cursor` of the previous page.")]
-        | None
-    ) = None
-
-    @field_validator("cursor")
-    @classmethod
-    def _cursor_from_this_api(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                decode_cursor(value)
-            except ValueError:
-                raise ValueError("not a cursor this API returned") from None
-        return value
-
-    @property
-    def after(self) -> tuple[datetime, str] | None:
-        """The keyset the page starts after."""
-        return decode_cursor(self.cursor) if self.cursor else None
+    subject: Annotated[str, printable(320)] | None = None
 
 
 class MetricsQuery(QueryModel):

@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from spendwatch.api.models import ApiModel, Days, PlainDecimal, QueryModel
-from spendwatch.api.models.anomalies import printable
+from spendwatch.api.models import ApiModel, Days, PlainDecimal, QueryModel, printable
 
 Limit = Annotated[int, Field(ge=1, le=100, description="How many rows to return.")]
 

@@ -9,12 +9,11 @@ from aiohttp import web
 
 from spendwatch.api.figures import last_days, team_today
 from spendwatch.api.keys import DB, SETTINGS
-from spendwatch.api.models import json_response, row_dict
+from spendwatch.api.models import json_response, newest_first_page
 from spendwatch.api.models.anomalies import (
     AnomalyListQuery,
     AnomalyOut,
     AnomalyPage,
-    encode_cursor,
 )
 from spendwatch.api.openapi import operation
 from spendwatch.api.repository import anomalies as repository
@@ -47,11 +46,9 @@ async def list_anomalies(request: web.Request) -> web.Response:
         after=query.after,
         limit=query.limit + 1,
     )
-    items = [AnomalyOut.model_validate(row_dict(row)) for row in rows[: query.limit]]
-    next_cursor = None
-    if len(rows) > query.limit:
-        last = items[-1]
-        next_cursor = encode_cursor(last.detected_at, last.anomaly_id)
+    items, next_cursor = newest_first_page(
+        rows, query.limit, AnomalyOut, at="detected_at", key="anomaly_id"
+    )
     return json_response(
         AnomalyPage(timezone=timezone, since=since, items=items, next_cursor=next_cursor)
     )

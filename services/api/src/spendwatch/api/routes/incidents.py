@@ -15,7 +15,7 @@ from spendwatch.api.auth import ANONYMOUS
 from spendwatch.api.commands import send_command
 from spendwatch.api.errors import CommandError, CommandErrorCode, ProblemError
 from spendwatch.api.keys import DB, NATS, PRINCIPAL, SETTINGS
-from spendwatch.api.models import json_response, row_dict
+from spendwatch.api.models import json_response, newest_first_page, row_dict
 from spendwatch.api.models.incidents import (
     IncidentDetail,
     IncidentListQuery,
@@ -28,7 +28,6 @@ from spendwatch.api.models.incidents import (
     MttSummaryRow,
     NoteBody,
     TransitionOut,
-    encode_cursor,
 )
 from spendwatch.api.openapi import operation
 from spendwatch.api.repository import incidents as repository
@@ -81,11 +80,9 @@ async def list_incidents(request: web.Request) -> web.Response:
         after=query.after,
         limit=query.limit + 1,
     )
-    items = [IncidentOut.model_validate(row_dict(row)) for row in rows[: query.limit]]
-    next_cursor = None
-    if len(rows) > query.limit:
-        last = items[-1]
-        next_cursor = encode_cursor(last.detected_at, last.incident_id)
+    items, next_cursor = newest_first_page(
+        rows, query.limit, IncidentOut, at="detected_at", key="incident_id"
+    )
     return json_response(IncidentPage(items=items, next_cursor=next_cursor))
 
 
