@@ -63,7 +63,7 @@ async def members_with_spend(
         ), spend AS (
             SELECT r.user_email, sum(r.cost_micros)::bigint AS spend_micros,
                    sum(r.events)::bigint AS events
-            FROM usage_daily_user_model AS r
+            FROM usage_daily_user AS r  -- the per-user summary of the rollup
             WHERE r.day BETWEEN $2 AND $3
               AND r.user_email = ANY(ARRAY(SELECT DISTINCT user_email FROM m))
             GROUP BY r.user_email
@@ -98,7 +98,7 @@ async def unassigned_with_spend(db: Db, *, first: date, last: date) -> list[asyn
         ), spend AS (
             SELECT r.user_email, sum(r.cost_micros)::bigint AS spend_micros,
                    sum(r.events)::bigint AS events
-            FROM usage_daily_user_model AS r
+            FROM usage_daily_user AS r  -- the per-user summary of the rollup
             WHERE r.day BETWEEN $1 AND $2
               AND r.user_email = ANY(ARRAY(SELECT user_email FROM people))
             GROUP BY r.user_email
