@@ -19,6 +19,7 @@ from spendwatch.common.messaging import (
     subjects,
 )
 from spendwatch.common.messaging.dlq import DEAD_LETTERED, REASON, DeadLetterMiddleware
+from spendwatch.common.messaging.lag import CONSUMER_PENDING, ConsumerLagMiddleware
 from spendwatch.common.messaging.streams import StreamSpec
 from tests.integration.sinkkit import wait_for
 
@@ -54,6 +55,7 @@ async def test_dlq_middleware_parks_invalid_payloads_and_keeps_consuming(
     nats_url: str, js: JetStreamContext
 ) -> None:
     broker = NatsBroker(nats_url)
+    broker.add_middleware(ConsumerLagMiddleware)
     broker.add_middleware(DeadLetterMiddleware)
     received: list[UsageCommittedV1] = []
 
@@ -80,6 +82,7 @@ async def test_dlq_middleware_parks_invalid_payloads_and_keeps_consuming(
     )
     subject = subjects.usage_committed("cursor")
     counted = DEAD_LETTERED.labels("usage")._value.get()
+    CONSUMER_PENDING.labels("test-USAGE").set(-1)  # so the assertion below sees a real update
     await js.publish(subject, b"definitely not json")
     await js.publish(subject, b'{"commit_id": "c2"}')
     await js.publish(subject, good.model_dump_json().encode())
@@ -94,6 +97,8 @@ async def test_dlq_middleware_parks_invalid_payloads_and_keeps_consuming(
     reasons = [m.headers[REASON] for m in parked if m.headers]
     assert any("provider: Field required" in r for r in reasons)
     assert DEAD_LETTERED.labels("usage")._value.get() == counted + 2
+    # The backlog JetStream reported with the last message: nothing was waiting behind it.
+    assert CONSUMER_PENDING.labels("test-USAGE")._value.get() == 0
     info = await js.consumer_info("USAGE", "test-USAGE")
     assert info.num_ack_pending == 0  # invalid ones were acked
     assert info.num_pending == 0

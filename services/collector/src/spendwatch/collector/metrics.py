@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 EVENTS_RECEIVED = Counter(
     "spendwatch_sink_events_received_total", "Usage events the sink received", ["provider"]
@@ -17,11 +17,6 @@ BATCH_SECONDS = Histogram(
     "spendwatch_sink_batch_seconds",
     "Time to store one batch, from fetch to ack",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-)
-CONSUMER_PENDING = Gauge(
-    "spendwatch_consumer_pending_messages",
-    "Messages waiting for the durable consumer",
-    ["durable"],
 )
 POLL_PASSES = Counter(
     "spendwatch_collector_passes_total",

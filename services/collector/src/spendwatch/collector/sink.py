@@ -34,6 +34,7 @@ from spendwatch.common.messaging import (
     publish_event,
     subjects,
 )
+from spendwatch.common.messaging.lag import observe_pending
 from spendwatch.common.messaging.streams import USAGE
 
 log = get_logger(__name__)
@@ -149,7 +150,7 @@ class UsageSink:
             metrics.EVENTS_RECEIVED.labels(provider).inc(count)
         for snapshot in batch.snapshots:
             metrics.SNAPSHOTS_STORED.labels(snapshot.type).inc()
-        metrics.CONSUMER_PENDING.labels(SINK_DURABLE).set(msgs[-1].metadata.num_pending)
+        observe_pending(msgs[-1])
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 
