@@ -204,3 +204,14 @@ async def test_the_openapi_document_is_served_without_a_token(make_client: Clien
     assert response.status == 200
     document = await response.json()
     assert "/api/incidents" in document["paths"]
+
+
+async def test_a_cancelled_slow_query_is_a_503_not_a_500(make_client: Client) -> None:
+    async def slow(_: web.Request) -> web.Response:
+        raise asyncpg.QueryCanceledError("canceling statement due to statement timeout")
+
+    client = await make_client(extra=lambda app: app.router.add_get("/slow", slow))
+    response = await client.get("/slow", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert (response.status, response.content_type) == (503, PROBLEM)
+    assert response.headers["Retry-After"] == "5"
+    assert "statement" not in await response.text()  # no internals leak
