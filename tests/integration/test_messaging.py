@@ -15,11 +15,12 @@ from spendwatch.common.messaging import (
     ALL_STREAMS,
     BatchConsumer,
     ConsumerSpec,
+    ensure_consumer,
     ensure_streams,
     subjects,
 )
 from spendwatch.common.messaging.dlq import DEAD_LETTERED, REASON, DeadLetterMiddleware
-from spendwatch.common.messaging.lag import CONSUMER_PENDING, ConsumerLagMiddleware
+from spendwatch.common.messaging.lag import CONSUMER_PENDING, ConsumerLagMiddleware, LagWatcher
 from spendwatch.common.messaging.streams import StreamSpec
 from tests.integration.sinkkit import wait_for
 
@@ -134,3 +135,22 @@ async def test_batch_consumer_dead_letters_after_max_deliver(js: JetStreamContex
     assert attempts == 2
     assert parked.headers
     assert "gave up after 2 deliveries: RuntimeError: database is down" in parked.headers[REASON]
+
+
+async def test_the_lag_watcher_reports_a_backlog_nobody_consumes(
+    nats_url: str, js: JetStreamContext
+) -> None:
+    spec = ConsumerSpec(
+        stream="USAGE", durable="test-stuck", filter_subjects=(subjects.usage_committed("x"),)
+    )
+    await ensure_consumer(js, spec)
+    for n in range(3):
+        await js.publish(subjects.usage_committed("x"), b"{}", headers={"Nats-Msg-Id": f"s{n}"})
+    broker = NatsBroker(nats_url)
+    watcher = LagWatcher(broker, [("USAGE", "test-stuck"), ("USAGE", "no-such-consumer")])
+    async with broker:
+        await broker.connect()
+        await watcher.poll_once()  # the missing consumer is skipped, not fatal
+        assert CONSUMER_PENDING.labels("test-stuck")._value.get() == 3
+        await watcher.start()  # and the background loop polls until stopped
+        await watcher.stop()

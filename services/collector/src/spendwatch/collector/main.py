@@ -13,10 +13,12 @@ from faststream.nats import NatsBroker
 
 from spendwatch.collector.poller import poll_forever
 from spendwatch.collector.settings import CollectorSettings
-from spendwatch.collector.sink import UsageSink, sink_consumer
+from spendwatch.collector.sink import SINK_DURABLE, UsageSink, sink_consumer
 from spendwatch.common.db import create_pool
 from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.messaging import BatchConsumer, ensure_streams, make_broker
+from spendwatch.common.messaging.lag import LagWatcher
+from spendwatch.common.messaging.streams import USAGE
 from spendwatch.common.observability import start_metrics_server
 
 log = get_logger("spendwatch.collector")
@@ -85,6 +87,7 @@ def build_app(settings: CollectorSettings) -> FastStream:
     app = FastStream(broker, logger=log)
     app.after_startup(collector.start)
     app.on_shutdown(collector.stop)
+    LagWatcher(broker, [(USAGE.name, SINK_DURABLE)]).attach(app)
     return app
 
 

@@ -19,6 +19,7 @@ from spendwatch.common.db import create_pool
 from spendwatch.common.events import SettingsUpdatedV1, UsageCommittedV1
 from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.messaging import ensure_streams, make_broker, subjects
+from spendwatch.common.messaging.lag import LagWatcher
 from spendwatch.common.messaging.streams import SETTINGS, USAGE
 from spendwatch.common.observability import start_metrics_server
 from spendwatch.detector.coalesce import Coalescer
@@ -100,6 +101,13 @@ def build_app(settings: DetectorSettings) -> FastStream:
     app.on_startup(runtime.start)
     app.after_startup(runtime.ready)
     app.after_shutdown(runtime.stop)
+    LagWatcher(
+        broker,
+        [
+            (USAGE.name, subjects.durable("detector", USAGE.name)),
+            (SETTINGS.name, subjects.durable("detector", SETTINGS.name)),
+        ],
+    ).attach(app)
 
     @broker.subscriber(
         subjects.USAGE_COMMITTED_ALL,

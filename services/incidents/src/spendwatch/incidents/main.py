@@ -26,6 +26,7 @@ from spendwatch.common.events import (
 )
 from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.messaging import ensure_streams, make_broker, subjects
+from spendwatch.common.messaging.lag import LagWatcher
 from spendwatch.common.messaging.streams import ANOMALIES
 from spendwatch.common.observability import start_metrics_server
 from spendwatch.incidents.service import Incidents
@@ -101,6 +102,9 @@ def build_app(settings: IncidentsSettings) -> FastStream:
     app.on_startup(runtime.start)
     app.after_startup(runtime.ready)
     app.after_shutdown(runtime.stop)
+    LagWatcher(broker, [(ANOMALIES.name, subjects.durable("incidents", ANOMALIES.name))]).attach(
+        app
+    )
 
     @broker.subscriber(
         subjects.ANOMALIES_ALL,

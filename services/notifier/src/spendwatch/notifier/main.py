@@ -24,6 +24,7 @@ from spendwatch.common.events import IncidentEvent, parse_incident_event, utc_no
 from spendwatch.common.logging import configure_logging, get_logger
 from spendwatch.common.messaging import dead_letter, describe, ensure_streams, make_broker, subjects
 from spendwatch.common.messaging.consumer import redelivery_delay
+from spendwatch.common.messaging.lag import LagWatcher
 from spendwatch.common.messaging.streams import INCIDENTS
 from spendwatch.common.observability import start_metrics_server
 from spendwatch.notifier import metrics, repository
@@ -233,6 +234,7 @@ def build(settings: NotifierSettings) -> tuple[FastStream, NotifierRuntime]:
     app.on_startup(runtime.start)
     app.after_startup(runtime.ready)
     app.after_shutdown(runtime.stop)
+    LagWatcher(broker, [(INCIDENTS.name, DURABLE)]).attach(app)
 
     @broker.subscriber(
         subjects.INCIDENTS_ALL,
