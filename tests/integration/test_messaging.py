@@ -125,6 +125,7 @@ async def test_batch_consumer_dead_letters_after_max_deliver(js: JetStreamContex
         raise RuntimeError("database is down")
 
     await js.publish(subjects.usage_committed("cursor"), b"{}")
+    CONSUMER_PENDING.labels("test-fail").set(-1)  # so the assertion below sees a real update
     consumer = BatchConsumer(js, spec, always_fails, fetch_timeout=0.3)
     task = asyncio.create_task(consumer.run())
     try:
@@ -133,6 +134,7 @@ async def test_batch_consumer_dead_letters_after_max_deliver(js: JetStreamContex
         consumer.stop()
         await task
     assert attempts == 2
+    assert CONSUMER_PENDING.labels("test-fail")._value.get() == 0  # reported per batch
     assert parked.headers
     assert "gave up after 2 deliveries: RuntimeError: database is down" in parked.headers[REASON]
 

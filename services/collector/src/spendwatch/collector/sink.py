@@ -34,7 +34,6 @@ from spendwatch.common.messaging import (
     publish_event,
     subjects,
 )
-from spendwatch.common.messaging.lag import observe_pending
 from spendwatch.common.messaging.streams import USAGE
 
 log = get_logger(__name__)
@@ -75,7 +74,7 @@ class UsageSink:
             task.add_done_callback(self._publishing.discard)
         for notice in notices:
             metrics.EVENTS_INGESTED.labels(notice.provider).inc(notice.new_events)
-        self._observe(batch, msgs, started)
+        self._observe(batch, started)
 
     async def store(self, msgs: Sequence[Msg]) -> tuple[SortedBatch, list[UsageCommittedV1]]:
         """Dead-letter the invalid messages and commit the rest with their notices (no ack)."""
@@ -145,12 +144,11 @@ class UsageSink:
             await asyncio.sleep(interval)
 
     @staticmethod
-    def _observe(batch: SortedBatch, msgs: Sequence[Msg], started: float) -> None:
+    def _observe(batch: SortedBatch, started: float) -> None:
         for provider, count in Counter(e.provider for e in batch.events).items():
             metrics.EVENTS_RECEIVED.labels(provider).inc(count)
         for snapshot in batch.snapshots:
             metrics.SNAPSHOTS_STORED.labels(snapshot.type).inc()
-        observe_pending(msgs[-1])
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 

@@ -21,6 +21,7 @@ from nats.js.errors import NotFoundError
 
 from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging.dlq import dead_letter
+from spendwatch.common.messaging.lag import observe_pending
 
 log = get_logger(__name__)
 
@@ -140,6 +141,7 @@ class BatchConsumer:
         self._stopping.set()
 
     async def _handle(self, batch: Sequence[Msg]) -> None:
+        observe_pending(batch[-1])  # the backlog behind this batch, as FastStream services do
         try:
             await self._handler(batch)
         except Exception as exc:  # any failure: the batch is retried later, never lost

@@ -12,7 +12,7 @@ from aiohttp import web
 from spendwatch.api.errors import ProblemError
 from spendwatch.api.figures import last_days, median, median_micros, per_unit_micros, percent
 from spendwatch.api.keys import DB, SETTINGS
-from spendwatch.api.models import json_response, row_dict
+from spendwatch.api.models import PRINTABLE, json_response, row_dict
 from spendwatch.api.models.anomalies import AnomalyOut
 from spendwatch.api.models.incidents import IncidentOut
 from spendwatch.api.models.stats import GroupRef
@@ -35,8 +35,7 @@ from spendwatch.api.validation import parse_query
 routes = web.RouteTableDef()
 
 EMAIL = {"email": {"type": "string", "description": "Case-insensitive."}}
-# What a stored e-mail can be: printable, at most 320 characters.
-EMAIL_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,320}")
+MAX_EMAIL_LENGTH = 320
 
 
 @dataclass
@@ -79,7 +78,8 @@ async def user_detail(request: web.Request) -> web.Response:
     """The user's last `days` days and current cycle; 404 if spendwatch has never seen them."""
     query = parse_query(request, UserQuery)
     email = request.match_info["email"].strip().lower()
-    if not EMAIL_TEXT.fullmatch(email):  # nothing stored looks like this
+    # Nothing stored is longer or holds control characters (PostgreSQL text cannot hold NUL).
+    if len(email) > MAX_EMAIL_LENGTH or not re.fullmatch(PRINTABLE, email):
         raise ProblemError(404, "User not found", detail="No such user.")
     pool = request.app[DB]
     member = await repository.member(pool, email=email)
