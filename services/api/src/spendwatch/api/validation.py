@@ -39,12 +39,17 @@ def parse_query(request: web.Request, model: type[M]) -> M:
         raise ProblemError(400, "Invalid parameter", detail=describe(exc)) from None
 
 
+async def read_text(request: web.Request, *, what: str = "body") -> str:
+    """The body as text; 400 if it is not UTF-8 (`what` names it in the problem)."""
+    try:
+        return (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProblemError(400, "Malformed body", detail=f"The {what} is not UTF-8.") from None
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     """The JSON body as `model` (an empty body is `{}`); 400 if not JSON, 422 if invalid."""
-    try:
-        text = (await request.read()).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProblemError(400, "Malformed body", detail="The body is not UTF-8.") from None
+    text = await read_text(request)
     if not text.strip():
         data: Any = {}
     else:

@@ -41,7 +41,7 @@ from spendwatch.api.models.groups import (
 )
 from spendwatch.api.openapi import operation
 from spendwatch.api.repository import groups as repository
-from spendwatch.api.validation import parse_query, read_body
+from spendwatch.api.validation import parse_query, read_body, read_text
 from spendwatch.common.cycles import anchor_date, cycle_containing
 from spendwatch.common.logging import get_logger
 
@@ -215,13 +215,6 @@ async def _apply(conn: asyncpg.Connection, op: GroupOperation, *, actor: str) ->
     return OperationResult(action="reset", email=op.email, changed=dropped)
 
 
-async def _csv_text(request: web.Request) -> str:
-    try:
-        return (await request.read()).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProblemError(400, "Malformed body", detail="The CSV is not UTF-8.") from None
-
-
 @routes.post("/api/groups/import")
 @operation(
     "Import a HiBob (or spendwatch export) CSV: preview the plan, or apply all or some of it",
@@ -235,7 +228,7 @@ async def _csv_text(request: web.Request) -> str:
 async def import_groups(request: web.Request) -> web.Response:
     """`mode=preview` (default) plans; `mode=apply` writes the chosen changes as overrides."""
     query = parse_query(request, ImportQuery)
-    text = await _csv_text(request)
+    text = await read_text(request, what="CSV")
     try:
         parsed = hibob.parse_csv(text)
     except hibob.CsvFormatError as exc:
