@@ -47,17 +47,21 @@ async def read_text(request: web.Request, *, what: str = "body") -> str:
         raise ProblemError(400, "Malformed body", detail=f"The {what} is not UTF-8.") from None
 
 
-async def read_body(request: web.Request, model: type[M]) -> M:
-    """The JSON body as `model` (an empty body is `{}`); 400 if not JSON, 422 if invalid."""
+async def read_body(request: web.Request, model: type[M], *, strict: bool = False) -> M:
+    """The JSON body as `model` (an empty body is `{}`); 400 if not JSON, 422 if invalid.
+
+    `strict`: JSON types must match exactly (`false` is not 0, `3.0` is not a count).
+    """
     text = await read_text(request)
     if not text.strip():
-        data: Any = {}
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise ProblemError(400, "Malformed JSON", detail="The body is not JSON.") from None
+        text = "{}"
     try:
+        data: Any = json.loads(text)
+    except ValueError:
+        raise ProblemError(400, "Malformed JSON", detail="The body is not JSON.") from None
+    try:
+        if strict:
+            return model.model_validate_json(text, strict=True)
         return model.model_validate(data)
     except ValidationError as exc:
         raise ProblemError(422, "Invalid body", detail=describe(exc)) from None

@@ -8,7 +8,6 @@ publish is logged, not reported as a failed PUT.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
@@ -16,7 +15,6 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from spendwatch.api.auth import ANONYMOUS
-from spendwatch.api.errors import ProblemError
 from spendwatch.api.keys import DB, NATS, PRINCIPAL
 from spendwatch.api.models import json_response
 from spendwatch.api.models.settings import (
@@ -32,7 +30,7 @@ from spendwatch.api.models.settings import (
 )
 from spendwatch.api.openapi import operation
 from spendwatch.api.repository import settings as repository
-from spendwatch.api.validation import describe, parse_query
+from spendwatch.api.validation import describe, parse_query, read_body
 from spendwatch.common.errors import MessagingError
 from spendwatch.common.events import SettingsUpdatedV1
 from spendwatch.common.logging import get_logger
@@ -97,7 +95,7 @@ async def get_settings(request: web.Request) -> web.Response:
 )
 async def put_settings(request: web.Request) -> web.Response:
     """Store the thresholds; one audit row per changed value; nothing changed, nothing written."""
-    new = await _read_thresholds(request)
+    new = await read_body(request, DetectionSettings, strict=True)
     actor = request.get(PRINCIPAL, ANONYMOUS).actor
     pool = request.app[DB]
     async with pool.acquire() as conn, conn.transaction():
@@ -126,23 +124,6 @@ async def put_settings(request: web.Request) -> web.Response:
             changes=[AuditEntry.model_validate(dict(r)) for r in audit],
         )
     )
-
-
-async def _read_thresholds(request: web.Request) -> DetectionSettings:
-    """The body as DetectionSettings, strictly: `false` is not 0 and `3.0` is not a count."""
-    try:
-        text = (await request.read()).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProblemError(400, "Malformed body", detail="The body is not UTF-8.") from None
-    text = text if text.strip() else "{}"
-    try:
-        json.loads(text)
-    except ValueError:
-        raise ProblemError(400, "Malformed JSON", detail="The body is not JSON.") from None
-    try:
-        return DetectionSettings.model_validate_json(text, strict=True)
-    except ValidationError as exc:
-        raise ProblemError(422, "Invalid body", detail=describe(exc)) from None
 
 
 async def _announce(request: web.Request, *, actor: str, updated_at: Any) -> None:
