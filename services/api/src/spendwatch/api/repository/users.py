@@ -6,8 +6,6 @@ from datetime import date
 
 import asyncpg
 
-from spendwatch.api.repository.incidents import INCIDENT_COLUMNS
-
 
 async def member(pool: asyncpg.Pool, *, email: str) -> asyncpg.Record | None:
     """The user's latest member row (any provider), or None."""
@@ -81,16 +79,3 @@ async def cycle(pool: asyncpg.Pool, *, email: str, start: date, today: date) -> 
         today,
     )
     return row
-
-
-async def latest_incidents(pool: asyncpg.Pool, *, subject: str, limit: int) -> list[asyncpg.Record]:
-    """The newest `limit` incidents about `subject`."""
-    rows: list[asyncpg.Record] = await pool.fetch(
-        f"""
-        SELECT {INCIDENT_COLUMNS} FROM incidents WHERE subject = $1
-        ORDER BY detected_at DESC, incident_id DESC LIMIT $2
-        """,
-        subject,
-        limit,
-    )
-    return rows

@@ -27,6 +27,7 @@ from spendwatch.api.models.users import (
 )
 from spendwatch.api.openapi import operation
 from spendwatch.api.repository import anomalies as anomaly_repository
+from spendwatch.api.repository import incidents as incident_repository
 from spendwatch.api.repository import stats as stats_repository
 from spendwatch.api.repository import users as repository
 from spendwatch.api.routes.stats import current_cycle
@@ -111,7 +112,9 @@ async def user_detail(request: web.Request) -> web.Response:
     )
     groups = await stats_repository.groups_of(pool, emails=[email])
     anomalies = await anomaly_repository.latest_for_subject(pool, subject=email, limit=query.recent)
-    incidents = await repository.latest_incidents(pool, subject=email, limit=query.recent)
+    incidents = await incident_repository.list_incidents(
+        pool, state=None, detector=None, subject=email, after=None, limit=query.recent
+    )
     body = UserOut(
         user_email=email,
         name=member["name"] if member else None,
