@@ -1,4 +1,4 @@
-"""The SQL of /api/users/{email}: one user's rollup rows, membership, cycle and incidents."""
+"""The SQL of /api/users/{email}: one user's rollup rows, membership and cycle."""
 
 from __future__ import annotations
 
