@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -244,7 +244,7 @@ class Notifier:
         kind: Kind = "reply" if reaction.reply else "update"
         if not await self._claim(key, "slack", slack.target, kind, event):
             return
-        try:
+        async with self._attempt(key, "slack", SlackError):
             if reaction.edit and not fresh:
                 await self._edit(slack, root, event)
             posted = None
@@ -255,12 +255,6 @@ class Notifier:
                     thread_ts=root.slack_ts,
                     broadcast=reaction.broadcast,
                 )
-        except SlackError as exc:
-            await self._failed(key, "slack", exc)
-            raise
-        except BaseException:
-            await repository.release(self._db, key=key)
-            raise
         await repository.mark_sent(
             self._db,
             key=key,
@@ -280,14 +274,8 @@ class Notifier:
         message = templates.incident_message(
             event.incident, dashboard_url=self._dashboard, tz=self._tz
         )
-        try:
+        async with self._attempt(key, "slack", SlackError):
             posted = await slack.post(message)
-        except SlackError as exc:
-            await self._failed(key, "slack", exc)
-            raise
-        except BaseException:
-            await repository.release(self._db, key=key)
-            raise
         primary = self._primary == "slack"
         await repository.mark_sent(
             self._db,
@@ -372,14 +360,8 @@ class Notifier:
         needs_alerted: bool = False,
     ) -> None:
         assert self._email is not None
-        try:
+        async with self._attempt(key, "email", EmailError):
             await self._email.send(rendered, key=key)
-        except EmailError as exc:
-            await self._failed(key, "email", exc)
-            raise
-        except BaseException:
-            await repository.release(self._db, key=key)
-            raise
         await repository.mark_sent(
             self._db,
             key=key,
@@ -412,6 +394,22 @@ class Notifier:
             log.info("notifier.already_sent", key=key)
             return False
         raise DeliveryBusyError(f"{key} is being sent elsewhere")
+
+    @contextlib.asynccontextmanager
+    async def _attempt(
+        self, key: str, channel: str, errors: type[DeliveryError]
+    ) -> AsyncIterator[None]:
+        """Around one send of a claimed delivery: the channel's error is recorded as a failed
+        attempt (and re-raised, so the event is retried); any other interruption releases the
+        claim, so the next delivery can take it at once."""
+        try:
+            yield
+        except errors as exc:
+            await self._failed(key, channel, exc)
+            raise
+        except BaseException:
+            await repository.release(self._db, key=key)
+            raise
 
     async def _failed(self, key: str, channel: str, exc: DeliveryError) -> None:
         attempts = await repository.mark_failed(
@@ -507,14 +505,8 @@ class Notifier:
             threshold=self._threshold,
             window_seconds=self._window.total_seconds(),
         )
-        try:
+        async with self._attempt(key, "slack", SlackError):
             posted = await slack.post(message)
-        except SlackError as exc:
-            await self._failed(key, "slack", exc)
-            raise
-        except BaseException:
-            await repository.release(self._db, key=key)
-            raise
         primary = self._primary == "slack"
         now = self._clock()
         async with self._db.acquire() as conn, conn.transaction():
