@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Literal, TypeAlias
 
 import asyncpg
@@ -24,12 +24,6 @@ _NAMES = """
     SELECT DISTINCT ON (user_email) user_email, name FROM members
     ORDER BY user_email, (name IS NULL), captured_at DESC
 """
-
-
-async def cycle_anchor(db: Db) -> datetime | None:
-    """The latest billing-cycle start a provider reported (None: calendar months)."""
-    found: datetime | None = await db.fetchval("SELECT max(cycle_start) FROM spend_snapshots")
-    return found
 
 
 async def group_page(db: Db, *, after: tuple[str, str] | None, limit: int) -> list[asyncpg.Record]:

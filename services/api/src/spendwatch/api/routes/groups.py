@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -18,6 +18,7 @@ from aiohttp import web
 from spendwatch.api import hibob
 from spendwatch.api.auth import ANONYMOUS
 from spendwatch.api.errors import ProblemError
+from spendwatch.api.figures import last_days, team_today
 from spendwatch.api.keys import DB, PRINCIPAL, SETTINGS
 from spendwatch.api.models import json_response
 from spendwatch.api.models.groups import (
@@ -41,8 +42,9 @@ from spendwatch.api.models.groups import (
 )
 from spendwatch.api.openapi import operation
 from spendwatch.api.repository import groups as repository
+from spendwatch.api.routes.stats import current_cycle
 from spendwatch.api.validation import parse_query, read_body, read_text
-from spendwatch.common.cycles import anchor_date, cycle_containing
+from spendwatch.common.events.base import utc_now
 from spendwatch.common.logging import get_logger
 
 log = get_logger("spendwatch.api.groups")
@@ -55,11 +57,12 @@ EXPORT_COLUMNS = ("email", "name", "group", "group_id")
 
 async def _window(request: web.Request, query: GroupsQuery) -> tuple[date, date]:
     """First and last team-timezone day of the spend window (today included)."""
-    today = datetime.now(ZoneInfo(request.app[SETTINGS].team_timezone)).date()
+    timezone = request.app[SETTINGS].team_timezone
     if query.cycle == "current":
-        anchor = anchor_date(await repository.cycle_anchor(request.app[DB]))
-        return cycle_containing(today, anchor).start, today
-    return today - timedelta(days=(query.days or DEFAULT_DAYS) - 1), today
+        _, so_far = await current_cycle(request.app[DB], timezone)
+    else:
+        so_far = last_days(team_today(utc_now(), timezone), query.days or DEFAULT_DAYS)
+    return so_far.first, so_far.last
 
 
 @routes.get("/api/groups")
