@@ -7,11 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from spendwatch.common.cycles import Cycle, cycle_containing
 from spendwatch.notifier.digests import (
-    Cycle,
     Member,
     UserUsage,
-    billing_cycle,
     cycle_digest,
     cycle_key,
     digest_time,
@@ -43,21 +42,21 @@ from spendwatch.notifier.digests import (
         (date(2026, 12, 31), None, date(2026, 12, 1), date(2027, 1, 1)),
     ],
 )
-def test_billing_cycle(day: date, anchor: date | None, start: date, end: date) -> None:
-    cycle = billing_cycle(day, anchor)
+def test_cycle_containing(day: date, anchor: date | None, start: date, end: date) -> None:
+    cycle = cycle_containing(day, anchor)
     assert (cycle.start, cycle.end) == (start, end)
     assert cycle.start <= day < cycle.end
 
 
 def test_previous_cycle_and_the_same_point_in_it() -> None:
     anchor = date(2026, 1, 5)
-    current = billing_cycle(date(2026, 11, 20), anchor)
+    current = cycle_containing(date(2026, 11, 20), anchor)
     previous = previous_cycle(current, anchor)
     assert previous == Cycle(date(2026, 10, 5), date(2026, 11, 5))
     # 16 days into this cycle (Nov 5..20): the first 16 days of the last one.
     assert same_point_end(previous, current, date(2026, 11, 20)) == date(2026, 10, 21)
     # A longer cycle than the previous one: clipped to the previous one's end.
-    march = billing_cycle(date(2026, 4, 4), anchor)
+    march = cycle_containing(date(2026, 4, 4), anchor)
     february = previous_cycle(march, anchor)
     assert (february.start, february.end) == (date(2026, 2, 5), date(2026, 3, 5))
     assert same_point_end(february, march, date(2026, 4, 4)) == date(2026, 3, 5)

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from spendwatch.common.cycles import Cycle
 from spendwatch.common.events import Incident
 from spendwatch.notifier import templates
-from spendwatch.notifier.digests import Cycle, Member, UserUsage, cycle_digest, plan_digest
+from spendwatch.notifier.digests import Member, UserUsage, cycle_digest, plan_digest
 from tests.unit.notifier.builders import DAY, event, incident
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

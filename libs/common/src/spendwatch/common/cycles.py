@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -34,6 +34,15 @@ class Cycle:
     def length_days(self) -> int:
         """How many days the cycle has."""
         return (self.end - self.start).days
+
+    @property
+    def last_day(self) -> date:
+        """The cycle's last day."""
+        return self.end - timedelta(days=1)
+
+    def days_left(self, today: date) -> int:
+        """Days from `today` to the end, today included (1 on the last day)."""
+        return (self.end - today).days
 
 
 def cycle_containing(day: date, anchor: date | None) -> Cycle:

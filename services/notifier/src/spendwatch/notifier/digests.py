@@ -1,19 +1,20 @@
 """The daily plan-exhaustion digest and the end-of-cycle summary: pure computations.
 
-A billing cycle runs monthly from the day of month of the latest cycle start a provider reported
-(clipped to short months: an anchor on the 31st starts on Feb 28), or is the calendar month
-when none was reported. Days are team-timezone days, as in the usage rollup. Everything here is
-scoped to the current cycle; the repository reads the numbers.
+Billing cycles are `spendwatch.common.cycles`' (the detector's and the API's): monthly from the
+day of month of the latest cycle start a provider reported, clipped to short months, or the
+calendar month when none was reported. Days are team-timezone days, as in the usage rollup.
+Everything here is scoped to the current cycle; the repository reads the numbers.
 """
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
+
+from spendwatch.common.cycles import Cycle, cycle_containing
 
 PLAN = "plan"
 CYCLE = "cycle"
@@ -23,46 +24,9 @@ TOP_SPENDERS = 5
 UNUSED_LISTED = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Cycle:
-    """Days `start` (inclusive) to `end` (exclusive)."""
-
-    start: date
-    end: date
-
-    @property
-    def last_day(self) -> date:
-        """The cycle's last day."""
-        return self.end - timedelta(days=1)
-
-    def days_left(self, today: date) -> int:
-        """Days from `today` to the end, today included (1 on the last day)."""
-        return (self.end - today).days
-
-
-def _on(year: int, month: int, day: int) -> date:
-    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
-
-
-def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
-    index = year * 12 + (month - 1) + months
-    return index // 12, index % 12 + 1
-
-
-def billing_cycle(day: date, anchor: date | None) -> Cycle:
-    """The monthly cycle containing `day`, starting on `anchor`'s day of month (clipped in short
-    months); the calendar month without an anchor."""
-    anchor_day = anchor.day if anchor else 1
-    start = _on(day.year, day.month, anchor_day)
-    if start > day:
-        start = _on(*_add_months(day.year, day.month, -1), anchor_day)
-    end = _on(*_add_months(start.year, start.month, 1), anchor_day)
-    return Cycle(start, end)
-
-
 def previous_cycle(cycle: Cycle, anchor: date | None) -> Cycle:
     """The cycle just before `cycle`."""
-    return billing_cycle(cycle.start - timedelta(days=1), anchor)
+    return cycle_containing(cycle.start - timedelta(days=1), anchor)
 
 
 def same_point_end(previous: Cycle, current: Cycle, today: date) -> date:

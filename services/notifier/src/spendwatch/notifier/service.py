@@ -31,6 +31,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from pydantic import ValidationError
 
+from spendwatch.common.cycles import Cycle, cycle_containing
 from spendwatch.common.db import exclusive
 from spendwatch.common.events import (
     Incident,
@@ -43,8 +44,6 @@ from spendwatch.common.logging import get_logger
 from spendwatch.common.messaging import encode, subjects
 from spendwatch.notifier import metrics, repository, templates
 from spendwatch.notifier.digests import (
-    Cycle,
-    billing_cycle,
     cycle_digest,
     cycle_key,
     digest_time,
@@ -597,7 +596,7 @@ class Notifier:
                 return []
             today = now_local.date()
             anchor = await repository.cycle_anchor(self._db)
-            cycle = billing_cycle(today, anchor)
+            cycle = cycle_containing(today, anchor)
             sent = await self._plan_digest(today, cycle)
             if summary_due(cycle, today):
                 sent += await self._cycle_summary(today, cycle, anchor)
